@@ -1,0 +1,1 @@
+"""The BFT-replicated anchoring ledger: Merkle log, checkpoints, consensus, validators."""

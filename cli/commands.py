@@ -1,0 +1,11 @@
+"""The click command tree of ``notary``; each command is a thin call into a library."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evidence-notary", prog_name="notary")
+def root() -> None:
+    """Evidence notary: erasure-coded storage, BFT-anchored receipts, offline verification."""

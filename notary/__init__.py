@@ -1,0 +1,1 @@
+"""The notary service: ingest, index, anchoring, receipts and offline verification."""

@@ -1,0 +1,1 @@
+"""Erasure-coded document storage across independent nodes."""
