@@ -8,7 +8,10 @@ Every error that leaves ``chain`` is a :class:`ChainError`::
     │   └── ConsistencyProofError
     ├── LogError                    the persisted log is corrupt, or a request is out of range
     ├── NoteError                   a signed note or checkpoint that is malformed
+    │   └── KeyNameError            a key name, origin or verifier key breaking signed-note rules
     ├── CheckpointError             a checkpoint that is not committed (too few valid signatures)
+    │   ├── CheckpointOriginError   its origin is not the trust file's chain id
+    │   └── QuorumNotMetError       fewer valid distinct trusted signatures than the threshold
     ├── TrustFileError              a trust/genesis file that is malformed or inconsistent
     ├── KeyFileError                a key file that is malformed or unreadable
     ├── ConsensusError              a consensus message or block that breaks a rule
@@ -72,3 +75,21 @@ class ConsensusError(ChainError):
 
 class MempoolFullError(ChainError):
     """The mempool is at its bound; the client should retry later."""
+
+
+class KeyNameError(NoteError):
+    """A key name, origin or verifier key string that breaks the signed-note rules."""
+
+
+class CheckpointOriginError(CheckpointError):
+    """A checkpoint whose origin is not the chain id of the trust file."""
+
+
+class QuorumNotMetError(CheckpointError):
+    """A checkpoint with fewer valid signatures of distinct trusted validators than needed."""
+
+    def __init__(self, message: str, *, valid: int, needed: int, signers: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.valid = valid
+        self.needed = needed
+        self.signers = signers
