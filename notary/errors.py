@@ -1,0 +1,116 @@
+"""Errors of the notary service, each with its HTTP status and a stable ``code``.
+
+The HTTP layer renders every :class:`NotaryError` as an RFC 9457 problem details
+document (``application/problem+json``) whose ``code`` member never changes
+meaning; clients branch on ``code``, people read ``title`` and ``detail``::
+
+    NotaryError                       500 internal_error
+    ├── BadRequestError               400 bad_request
+    ├── NotFoundError                 404 not_found
+    │   └── DocumentNotFoundError     404 document_not_found
+    ├── MethodNotAllowedError         405 method_not_allowed
+    ├── PayloadTooLargeError          413 payload_too_large
+    ├── UnsupportedMediaTypeError     415 unsupported_media_type
+    ├── InvalidMetadataError          422 invalid_metadata
+    ├── DigestMismatchError           422 sha256_mismatch
+    ├── NotAnchoredError              409 not_anchored
+    ├── StorageUnavailableError       503 storage_unavailable
+    └── ChainUnavailableError         503 chain_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class NotaryError(Exception):
+    """Base of the service's errors; ``status`` and ``code`` drive the HTTP answer."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 problem details object for this error."""
+        body: dict[str, Any] = {
+            "type": f"https://notary.invalid/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequestError(NotaryError):
+    """The request is malformed."""
+
+    status, code, title = 400, "bad_request", "Bad request"
+
+
+class NotFoundError(NotaryError):
+    """No such resource."""
+
+    status, code, title = 404, "not_found", "Not found"
+
+
+class DocumentNotFoundError(NotFoundError):
+    """No document with that id (or none this caller may see)."""
+
+    code, title = "document_not_found", "Document not found"
+
+
+class MethodNotAllowedError(NotaryError):
+    """The resource exists but not with that method."""
+
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+class PayloadTooLargeError(NotaryError):
+    """The body exceeds the configured limit."""
+
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaTypeError(NotaryError):
+    """The body's content type is not one this endpoint accepts."""
+
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class InvalidMetadataError(NotaryError):
+    """Document metadata that fails validation."""
+
+    status, code, title = 422, "invalid_metadata", "Invalid metadata"
+
+
+class DigestMismatchError(NotaryError):
+    """The uploaded bytes do not hash to the SHA-256 the caller announced."""
+
+    status, code, title = 422, "sha256_mismatch", "SHA-256 mismatch"
+
+
+class NotAnchoredError(NotaryError):
+    """The document's entry is not committed yet, so there is no receipt."""
+
+    status, code, title = 409, "not_anchored", "Not anchored yet"
+
+
+class StorageUnavailableError(NotaryError):
+    """Too few storage nodes answer to store or rebuild the document."""
+
+    status, code, title = 503, "storage_unavailable", "Storage unavailable"
+
+
+class ChainUnavailableError(NotaryError):
+    """The validators cannot be reached or cannot reach a quorum."""
+
+    status, code, title = 503, "chain_unavailable", "Ledger unavailable"
