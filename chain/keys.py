@@ -100,11 +100,13 @@ def verifier_key(name: str, public_key: bytes) -> str:
 def parse_verifier_key(text: str) -> tuple[str, bytes]:
     """Parse a verifier key string into ``(name, 32-byte public key)``.
 
-    Strict: exactly three ``+``-separated fields, a valid name, 8 lowercase hex
-    digits equal to the computed key hash, canonical standard base64 of 33 bytes
-    whose first byte is 0x01. Raises :class:`KeyNameError` on any violation.
+    Strict: ``name+hash+key`` split at the first two ``+`` (base64 may contain
+    ``+``); a valid name; 8 lowercase hex digits equal to the computed key hash;
+    canonical standard base64 of 33 bytes whose first byte is 0x01. Raises
+    :class:`KeyNameError` on any violation.
     """
-    parts = text.split("+") if isinstance(text, str) else []
+    # Split at the first two '+' only: the base64 key itself may contain '+'.
+    parts = text.split("+", 2) if isinstance(text, str) else []
     if len(parts) != 3:
         raise KeyNameError("a verifier key has the form name+hash+key")
     name, hash_hex, key_b64 = parts
