@@ -1,0 +1,1 @@
+"""The service's index: documents, their manifests, anchoring state and custody events."""
