@@ -1,0 +1,240 @@
+"""Local folder node: atomic writes, key validation, symlink escapes, error mapping."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.errors import (
+    BlobNotFoundError,
+    InvalidKeyError,
+    NodeFullError,
+    NodeIOError,
+    NodePermissionError,
+    NodeUnavailableError,
+)
+from storage.nodes import LocalFolderNode, StorageNode
+from storage.nodes.local import map_os_error
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def keys(node: LocalFolderNode, prefix: str = "") -> list[str]:
+    return sorted([k async for k in node.list(prefix)])
+
+
+def test_is_a_storage_node(tmp_path: Path) -> None:
+    node = LocalFolderNode("n1", tmp_path / "n1", zone="z1")
+    assert isinstance(node, StorageNode)
+    assert (node.name, node.zone) == ("n1", "z1")
+    assert (tmp_path / "n1").is_dir()
+
+
+async def test_put_get_stat_list_delete(tmp_path: Path) -> None:
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    await node.put("frag/doc/00000000.00", b"hello")
+    await node.put("manifest/doc.json", b"{}")
+    await node.put("frag/doc/00000000.00", b"replaced")
+    assert await node.get("frag/doc/00000000.00") == b"replaced"
+    stat = await node.stat("frag/doc/00000000.00")
+    assert stat is not None and stat.size == 8
+    assert await node.stat("frag/doc/missing") is None
+    assert await node.stat("frag/doc") is None  # a folder is not a blob
+    assert await keys(node) == ["frag/doc/00000000.00", "manifest/doc.json"]
+    assert await keys(node, "manifest/") == ["manifest/doc.json"]
+    assert await keys(node, "frag/do") == ["frag/doc/00000000.00"]
+    assert await keys(node, "nothing/") == []
+    await node.delete("frag/doc/00000000.00")
+    await node.delete("frag/doc/00000000.00")  # missing: not an error
+    with pytest.raises(BlobNotFoundError) as info:
+        await node.get("frag/doc/00000000.00")
+    assert info.value.node == "n1" and info.value.key == "frag/doc/00000000.00"
+
+
+async def test_empty_blob(tmp_path: Path) -> None:
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    await node.put("a", b"")
+    assert await node.get("a") == b""
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "", "a\\b", "a b", "é", "x" * 513],
+)
+async def test_invalid_keys_are_refused_before_any_io(tmp_path: Path, key: str) -> None:
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    for op in (node.put(key, b"x"), node.get(key), node.stat(key), node.delete(key)):
+        with pytest.raises(InvalidKeyError):
+            await op
+    assert os.listdir(tmp_path) == ["n1"]
+
+
+async def test_symlink_planted_in_the_folder_cannot_escape(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    (tmp_path / "n1" / "link").symlink_to(outside)
+    (tmp_path / "n1" / "file").symlink_to(outside / "secret")
+    with pytest.raises(InvalidKeyError, match="outside"):
+        await node.get("link/secret")
+    with pytest.raises(InvalidKeyError, match="outside"):
+        await node.get("file")
+    with pytest.raises(InvalidKeyError, match="outside"):
+        await node.put("link/new", b"x")
+    with pytest.raises(InvalidKeyError, match="outside"):
+        await node.delete("link/secret")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"secret"
+    assert await keys(node) == []  # symlinks are not blobs
+
+
+async def test_temp_files_are_invisible_and_cleaned_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "n1"
+    node = LocalFolderNode("n1", root)
+    await node.put("a/b", b"1")
+    (root / "a" / "b#deadbeef").write_bytes(b"partial write from a crash")
+    assert await keys(node) == ["a/b"]
+    LocalFolderNode("n1", root)
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["b"]
+
+
+async def test_missing_root_is_node_unavailable_and_not_recreated(tmp_path: Path) -> None:
+    root = tmp_path / "n1"
+    node = LocalFolderNode("n1", root)
+    await node.put("a", b"1")
+    shutil.rmtree(root)
+    for op in (node.put("a", b"x"), node.get("a"), node.stat("a"), node.delete("a")):
+        with pytest.raises(NodeUnavailableError) as info:
+            await op
+        assert info.value.node == "n1" and info.value.key == "a"
+    with pytest.raises(NodeUnavailableError):
+        await keys(node)
+    assert not root.exists()
+
+
+async def test_a_file_where_a_folder_should_be_is_an_io_error(tmp_path: Path) -> None:
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    (tmp_path / "n1" / "frag").write_bytes(b"not a folder")
+    with pytest.raises(NodeIOError):
+        await node.put("frag/doc/1", b"x")
+    with pytest.raises(BlobNotFoundError):
+        await node.get("frag/doc/1")
+
+
+@pytest.fixture
+def small_tmpfs() -> Iterator[Path]:
+    mnt = Path(tempfile.mkdtemp(prefix="notary-tmpfs-"))
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {r.stderr!r}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()
+
+
+async def test_disk_full_is_node_full_and_leaves_nothing(small_tmpfs: Path) -> None:
+    node = LocalFolderNode("n1", small_tmpfs / "n1")
+    await node.put("small", b"x" * 1000)
+    with pytest.raises(NodeFullError) as info:
+        await node.put("big", os.urandom(2 * 1024 * 1024))
+    assert info.value.key == "big"
+    assert sorted(p.name for p in (small_tmpfs / "n1").iterdir()) == ["small"]
+    assert await node.get("small") == b"x" * 1000
+
+
+async def test_read_only_filesystem_is_permission_error(small_tmpfs: Path) -> None:
+    node = LocalFolderNode("n1", small_tmpfs / "n1")
+    await node.put("a", b"1")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)  # noqa: ASYNC221
+    with pytest.raises(NodePermissionError):
+        await node.put("b", b"2")
+    with pytest.raises(NodePermissionError):
+        await node.delete("a")
+    assert await node.get("a") == b"1"
+
+
+def test_permission_denied_for_an_unprivileged_process() -> None:
+    # chmod does not stop root, so run the node in a child that drops to 'nobody' (after
+    # importing: the interpreter's own files may not be readable by 'nobody').
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges to 'nobody' in a child")
+    base = Path(tempfile.mkdtemp(prefix="notary-perm-"))
+    try:
+        base.chmod(0o755)
+        root = base / "n1"
+        root.mkdir()
+        (root / "a").write_bytes(b"1")
+        root.chmod(0o555)
+        code = (
+            "import asyncio, os, sys\n"
+            "from pathlib import Path\n"
+            "from storage.nodes.local import LocalFolderNode\n"
+            "node = LocalFolderNode('n1', Path(sys.argv[1]))\n"
+            "async def warm():\n"
+            "    await node.put('w', b'w'); await node.get('w'); await node.delete('w')\n"
+            "    try:\n"
+            "        await node.get('w')\n"
+            "    except Exception as e:\n"
+            "        print(type(e).__name__, e.node, e.key)\n"
+            "asyncio.run(warm())\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "async def main():\n"
+            "    for op in (node.put('b', b'2'), node.delete('a')):\n"
+            "        try:\n"
+            "            await op\n"
+            "            print('no error')\n"
+            "        except Exception as e:\n"
+            "            print(type(e).__name__, e.node, e.key)\n"
+            "asyncio.run(main())\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(root)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[:3] == [
+            "BlobNotFoundError n1 w",
+            "NodePermissionError n1 b",
+            "NodePermissionError n1 a",
+        ]
+        assert sorted(p.name for p in root.iterdir()) == ["a"]
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (errno.ENOENT, BlobNotFoundError),
+        (errno.ENOSPC, NodeFullError),
+        (errno.EDQUOT, NodeFullError),
+        (errno.EACCES, NodePermissionError),
+        (errno.EPERM, NodePermissionError),
+        (errno.EROFS, NodePermissionError),
+        (errno.ESTALE, NodeUnavailableError),
+        (errno.EIO, NodeIOError),
+    ],
+)
+def test_errno_mapping(code: int, kind: type) -> None:
+    err = map_os_error("n1", "k", OSError(code, os.strerror(code)))
+    assert type(err) is kind and err.node == "n1" and err.key == "k"
