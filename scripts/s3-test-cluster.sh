@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# A real S3 server for the S3 backend's tests: a single-host Ceph cluster (one
+# monitor, one memstore OSD) with one RADOS Gateway per requested port, on
+# 127.0.0.1, from Debian's packages (ceph-mon ceph-osd radosgw), without systemd.
+#
+#   s3-test-cluster.sh start DIR MON_PORT RGW_PORT [RGW_PORT...]
+#   s3-test-cluster.sh kill-gateway DIR N      # take gateway N (1-based) away
+#   s3-test-cluster.sh stop DIR                # stop everything started in DIR
+#
+# Each gateway is an independent S3 node: gateway 1 serves the default zone,
+# gateway N > 1 its own realm/zonegroup/zone "rN/zgN/zN", so each has its own
+# users and buckets (an empty namespace) and costs ~40 MB instead of a whole
+# cluster. Each gateway has its own pid file (DIR/run/client.rgwN.pid), so a
+# test takes one node away by killing that process. Memstore keeps objects in
+# the OSD's memory: they are lost when the OSD dies (fine for tests).
+#
+# On success, DIR/gateways.tsv holds one line per gateway:
+#   N <TAB> http://127.0.0.1:PORT <TAB> ACCESS_KEY <TAB> SECRET_KEY <TAB> PID_FILE
+# and the same lines are printed on stdout. On failure the script stops what it
+# started, prints the tail of the relevant log on stderr and exits non-zero.
+set -euo pipefail
+
+DEADLINE_SECS=${S3_CLUSTER_DEADLINE:-90}
+
+die() { echo "s3-test-cluster: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,10p' "$0" >&2
+  exit 2
+}
+
+# Milliseconds since the epoch, from bash itself (no bc or date forks).
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+elapsed() { local ms=$(($(now_ms) - $1)); printf '%d.%03d' $((ms / 1000)) $((ms % 1000)); }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.1 s until it
+# succeeds; fail with DESCRIPTION when SECONDS pass.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local end=$(($(now_ms) + secs * 1000))
+  until "$@" >/dev/null 2>&1; do
+    if (($(now_ms) > end)); then
+      echo "s3-test-cluster: timed out after ${secs}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Stop every daemon whose pid file is in DIR/run: SIGTERM, wait, then SIGKILL
+# (a memstore OSD often lingers on SIGTERM once its monitor is gone).
+stop_dir() {
+  local d=$1 f pid pids=()
+  [ -d "$d/run" ] || return 0
+  # Gateways first, then the OSD, then the monitor: each needs the next one to
+  # shut down cleanly.
+  for f in "$d"/run/client.rgw*.pid "$d"/run/osd.*.pid "$d"/run/mon.*.pid; do
+    [ -s "$f" ] || continue
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  local end=$(($(now_ms) + 5000))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && (($(now_ms) < end)); do sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -f "$d"/run/*.pid
+}
+
+require_binaries() {
+  local missing=() b
+  for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl; do
+    command -v "$b" >/dev/null || missing+=("$b")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    die "missing ${missing[*]}: install the Debian packages with scripts/install-s3-deps.sh" \
+        "(apt-get install --no-install-recommends ceph-mon ceph-osd radosgw curl)"
+  fi
+}
+
+show_log() {
+  local f=$1
+  if [ -f "$f" ]; then
+    echo "--- last lines of $f:" >&2
+    tail -n 20 "$f" >&2
+  fi
+}
+
+# The zone flags for gateway N: gateway 1 serves the default zone.
+zone_flags() {
+  if [ "$1" -eq 1 ]; then return 0; fi
+  echo "--rgw-realm=r$1 --rgw-zonegroup=zg$1 --rgw-zone=z$1"
+}
+
+start_cluster() {
+  [ $# -ge 3 ] || usage
+  local d mon_port
+  d=$(realpath -m "$1"); mon_port=$2; shift 2
+  local rgw_ports=("$@") n=$#
+  require_binaries
+  if [ -e "$d/run" ] && compgen -G "$d/run/*.pid" >/dev/null; then
+    die "$d already holds a running cluster; stop it first"
+  fi
+  mkdir -p "$d"/{mon,osd/0,run,log}
+  local conf="$d/ceph.conf"
+  export CEPH_CONF="$conf"
+  # Anything failing from here on: stop what was started, say where to look.
+  trap 'rc=$?; if [ $rc -ne 0 ]; then stop_dir "'"$d"'"; fi' EXIT
+
+  local fsid; fsid=$(cat /proc/sys/kernel/random/uuid)
+  cat > "$conf" <<EOF
+[global]
+fsid = $fsid
+mon_host = v2:127.0.0.1:$mon_port
+auth_cluster_required = none
+auth_service_required = none
+auth_client_required = none
+# Without this the gateways hang at startup when auth is none.
+ms_mon_client_mode = crc
+ms_bind_msgr1 = false
+run_dir = $d/run
+pid_file = $d/run/\$name.pid
+admin_socket = $d/run/\$name.asok
+log_file = $d/log/\$name.log
+keyring = $d/keyring
+mon_data = $d/mon/\$id
+osd_data = $d/osd/\$id
+osd_objectstore = memstore
+memstore_device_bytes = 1073741824
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+mon_allow_pool_size_one = true
+mon_warn_on_pool_no_redundancy = false
+# One placement group per pool: every zone adds ~6 pools, and creating and
+# peering PGs is most of a gateway's startup time.
+osd_pool_default_pg_num = 1
+osd_pool_default_pgp_num = 1
+osd_pool_default_pg_autoscale_mode = off
+mon_max_pg_per_osd = 1000
+osd_crush_chooseleaf_type = 0
+osd_memory_target = 536870912
+# Commit monitor proposals quickly: pool creation waits on them.
+paxos_propose_interval = 0.05
+paxos_min_wait = 0.01
+# The test peer needs neither garbage collection nor lifecycle threads.
+rgw_enable_gc_threads = false
+rgw_enable_lc_threads = false
+rgw_thread_pool_size = 32
+rgw_dns_name = localhost
+EOF
+  local t0; t0=$(now_ms)
+  ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$d/monmap" >/dev/null
+  ceph-mon --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" 2>>"$d/log/setup.log"
+  ceph-mon -i a 2>>"$d/log/setup.log" || { show_log "$d/log/mon.a.log"; die "ceph-mon failed to start"; }
+  wait_for "$DEADLINE_SECS" "the monitor" ceph --connect-timeout 2 mon stat \
+    || { show_log "$d/log/mon.a.log"; exit 1; }
+
+  local osd_uuid; osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+  ceph osd new "$osd_uuid" >/dev/null   # -> osd.0
+  ceph-osd --mkfs -i 0 --osd-uuid "$osd_uuid" >>"$d/log/setup.log" 2>&1
+  ceph-osd -i 0 2>>"$d/log/setup.log" || { show_log "$d/log/osd.0.log"; die "ceph-osd failed to start"; }
+  wait_for "$DEADLINE_SECS" "the OSD to be up" bash -c "ceph osd stat 2>/dev/null | grep -q '1 up'" \
+    || { show_log "$d/log/osd.0.log"; exit 1; }
+  echo "s3-test-cluster: mon+osd up in $(elapsed "$t0")s" >&2
+
+  # Realms for gateways 2..N (cheap: a few monitor round trips each).
+  local i
+  for ((i = 2; i <= n; i++)); do
+    {
+      radosgw-admin realm create --rgw-realm="r$i"
+      radosgw-admin zonegroup create --rgw-realm="r$i" --rgw-zonegroup="zg$i" --master
+      # shellcheck disable=SC2046
+      radosgw-admin zone create $(zone_flags "$i") --master
+      # All three flags: with the realm alone the commit sees the default
+      # zonegroup as a second master and fails.
+      # shellcheck disable=SC2046
+      radosgw-admin period update --commit $(zone_flags "$i")
+    } >>"$d/log/setup.log" 2>&1 || { show_log "$d/log/setup.log"; die "creating realm r$i failed"; }
+  done
+
+  # All gateways start at once: each creates its zone's pools on first start,
+  # which is the slow part, and the monitor batches those proposals.
+  for ((i = 1; i <= n; i++)); do
+    local port=${rgw_ports[$((i - 1))]}
+    local extra=()
+    if [ "$i" -gt 1 ]; then
+      extra=(--rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i")
+    fi
+    radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" "${extra[@]}" \
+      2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
+  done
+  for ((i = 1; i <= n; i++)); do
+    local port=${rgw_ports[$((i - 1))]}
+    wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "http://127.0.0.1:$port" \
+      || { show_log "$d/log/client.rgw$i.log"; exit 1; }
+  done
+  echo "s3-test-cluster: $n gateway(s) up in $(elapsed "$t0")s" >&2
+
+  : >"$d/gateways.tsv.tmp"
+  for ((i = 1; i <= n; i++)); do
+    local port=${rgw_ports[$((i - 1))]}
+    local access="S3TESTNODE${i}ACCESS"
+    local secret; secret=$(tr -d '-' </proc/sys/kernel/random/uuid)
+    # shellcheck disable=SC2046
+    radosgw-admin user create $(zone_flags "$i") --uid="test$i" --display-name="test$i" \
+      --access-key="$access" --secret-key="$secret" >>"$d/log/setup.log" 2>&1 \
+      || { show_log "$d/log/setup.log"; die "creating the user of gateway $i failed"; }
+    printf '%s\thttp://127.0.0.1:%s\t%s\t%s\t%s\n' "$i" "$port" "$access" "$secret" \
+      "$d/run/client.rgw$i.pid" >>"$d/gateways.tsv.tmp"
+  done
+  mv "$d/gateways.tsv.tmp" "$d/gateways.tsv"
+  echo "s3-test-cluster: ready in $(elapsed "$t0")s" >&2
+  cat "$d/gateways.tsv"
+  trap - EXIT
+}
+
+kill_gateway() {
+  [ $# -eq 2 ] || usage
+  local d; d=$(realpath -m "$1")
+  local f="$d/run/client.rgw$2.pid"
+  [ -s "$f" ] || die "no pid file $f"
+  local pid; pid=$(cat "$f")
+  kill -KILL "$pid" 2>/dev/null || true
+  wait_for 10 "gateway $2 (pid $pid) to exit" bash -c "! kill -0 $pid"
+  rm -f "$f"
+}
+
+case "${1:-}" in
+  start) shift; start_cluster "$@" ;;
+  stop) [ $# -eq 2 ] || usage; stop_dir "$(realpath -m "$2")" ;;
+  kill-gateway) shift; kill_gateway "$@" ;;
+  *) usage ;;
+esac
