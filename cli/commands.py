@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
+from cli import keys as keys_commands
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evidence-notary", prog_name="notary")
 def root() -> None:
     """Evidence notary: erasure-coded storage, BFT-anchored receipts, offline verification."""
+
+
+root.add_command(keys_commands.keygen)
+root.add_command(keys_commands.genesis)
