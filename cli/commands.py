@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli import keys as keys_commands
+from cli import verify as verify_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +16,4 @@ def root() -> None:
 
 root.add_command(keys_commands.keygen)
 root.add_command(keys_commands.genesis)
+root.add_command(verify_commands.verify)

@@ -17,7 +17,10 @@ from cli import commands
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
-        commands.root.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Without standalone mode, click returns a command's Exit code instead of raising.
+        result = commands.root.main(
+            args=list(argv) if argv is not None else None, standalone_mode=False
+        )
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.exceptions.Abort:
@@ -26,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         click.echo(f"notary: {e.format_message()}", err=True)
         return 2
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
