@@ -274,7 +274,8 @@ class Signer:
             raise KeyFileError(f"{where}: key file is not a JSON object")
         if document.get("format") != KEY_FILE_FORMAT:
             raise KeyFileError(f"{where}: field 'format' must be {KEY_FILE_FORMAT!r}")
-        if document.get("version") != KEY_FILE_VERSION or isinstance(document.get("version"), bool):
+        version = document.get("version")
+        if type(version) is not int or version != KEY_FILE_VERSION:
             raise KeyFileError(f"{where}: unsupported key file 'version'")
         if document.get("algorithm") != "ed25519":
             raise KeyFileError(f"{where}: field 'algorithm' must be 'ed25519'")

@@ -160,7 +160,7 @@ class Validator:
         if data.get("format") != VALIDATOR_FORMAT:
             raise TrustFileError(f"{where}: field 'format' must be {VALIDATOR_FORMAT!r}")
         version = data.get("version")
-        if version != VALIDATOR_VERSION or isinstance(version, bool):
+        if type(version) is not int or version != VALIDATOR_VERSION:
             raise TrustFileError(f"{where}: unsupported 'version' {version!r}")
         body = {k: v for k, v in data.items() if k not in ("format", "version")}
         return cls.from_json(body, where)
@@ -266,7 +266,7 @@ class TrustFile:
         if data.get("format") != TRUST_FORMAT:
             raise TrustFileError(f"{where}: field 'format' must be {TRUST_FORMAT!r}")
         version = data.get("version")
-        if version != TRUST_VERSION or isinstance(version, bool):
+        if type(version) is not int or version != TRUST_VERSION:
             raise TrustFileError(f"{where}: unsupported 'version' {version!r}")
         chain_id = data.get("chain_id")
         if not isinstance(chain_id, str):

@@ -155,6 +155,7 @@ def _good_doc() -> dict[str, object]:
         ({"format": "other"}, "format"),
         ({"version": 2}, "version"),
         ({"version": True}, "version"),
+        ({"version": 1.0}, "version"),
         ({"algorithm": "rsa"}, "algorithm"),
         ({"name": "a b"}, "name"),
         ({"name": 5}, "name"),

@@ -117,6 +117,7 @@ _OTHER_KEY = "AQ" * 21 + "A="  # base64 of 32 bytes, some other key
         ("format", "other", "format"),
         ("version", 2, "version"),
         ("version", True, "version"),
+        ("version", 1.0, "version"),
         ("chain_id", "has space", "chain_id"),
         ("chain_id", "a+b", "chain_id"),
         ("chain_id", "", "chain_id"),
