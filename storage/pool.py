@@ -1,0 +1,107 @@
+"""The node pool: nodes by name, zones, and every node call with a timeout.
+
+All node I/O of the document store goes through :class:`NodePool`, so a node
+that hangs becomes a NodeUnavailableError after ``node_timeout`` seconds and a
+backend that leaks a foreign exception still yields a storage NodeError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import TypeVar
+
+from storage.errors import ConfigError, NodeError, NodeIOError, NodeUnavailableError, StorageError
+from storage.nodes.base import BlobStat, StorageNode
+
+_T = TypeVar("_T")
+
+
+class NodePool:
+    """The storage nodes a document store may use."""
+
+    def __init__(self, nodes: Sequence[StorageNode], node_timeout: float) -> None:
+        """Precondition-checked pool: names must be unique; raises ConfigError otherwise."""
+        if node_timeout <= 0:
+            raise ConfigError("node_timeout must be positive")
+        by_name: dict[str, StorageNode] = {}
+        for node in nodes:
+            if node.name in by_name:
+                raise ConfigError(f"two nodes are named {node.name!r}")
+            by_name[node.name] = node
+        self._nodes = by_name
+        self.zones: Mapping[str, str] = {n.name: n.zone for n in nodes}
+        self.timeout = node_timeout
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def names(self) -> list[str]:
+        """Node names in pool order."""
+        return list(self._nodes)
+
+    def has(self, name: str) -> bool:
+        """True if a node of that name is in the pool."""
+        return name in self._nodes
+
+    def node(self, name: str) -> StorageNode:
+        """The node called ``name``; NodeUnavailableError if the pool has none."""
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise NodeUnavailableError(name, None, "node is not in the pool") from None
+
+    async def _call(self, name: str, key: str | None, op: Awaitable[_T]) -> _T:
+        try:
+            return await asyncio.wait_for(op, self.timeout)
+        except TimeoutError:
+            raise NodeUnavailableError(name, key, f"timed out after {self.timeout:g} s") from None
+        except StorageError:
+            raise
+        except Exception as e:  # a backend bug must not escape as a foreign error
+            raise NodeIOError(name, key, f"unexpected {type(e).__name__}: {e}") from e
+
+    async def get(self, name: str, key: str) -> bytes:
+        """Read one blob from node ``name``."""
+        return await self._call(name, key, self.node(name).get(key))
+
+    async def put(self, name: str, key: str, data: bytes) -> None:
+        """Write one blob to node ``name``."""
+        await self._call(name, key, self.node(name).put(key, data))
+
+    async def stat(self, name: str, key: str) -> BlobStat | None:
+        """Stat one blob on node ``name``."""
+        return await self._call(name, key, self.node(name).stat(key))
+
+    async def delete(self, name: str, key: str) -> None:
+        """Delete one blob on node ``name``."""
+        await self._call(name, key, self.node(name).delete(key))
+
+    async def list(self, name: str, prefix: str) -> list[str]:
+        """All keys under ``prefix`` on node ``name`` (the whole listing has one timeout)."""
+        node = self.node(name)
+
+        async def collect() -> list[str]:
+            return [key async for key in node.list(prefix)]
+
+        return await self._call(name, None, collect())
+
+    async def delete_quietly(self, keys: Sequence[tuple[str, str]], concurrency: int = 32) -> int:
+        """Best-effort deletion of (node, key) pairs; returns how many deletions failed."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(name: str, key: str) -> bool:
+            async with gate:
+                try:
+                    await self.delete(name, key)
+                    return True
+                except NodeError:
+                    return False
+
+        results = await asyncio.gather(*(one(n, k) for n, k in keys))
+        return sum(1 for ok in results if not ok)
+
+    async def close(self) -> None:
+        """Close every node."""
+        await asyncio.gather(*(n.close() for n in self._nodes.values()), return_exceptions=True)

@@ -1,0 +1,463 @@
+"""The document store: put, read, recover and delete erasure-coded documents.
+
+A document is cut into segments; each segment is encoded into k + m
+fragments; fragment i of every segment goes to node i of the document's
+placement (rendezvous hashing over the pool). Once every fragment is written,
+the manifest is written to every placement node; a document is visible only
+through its manifest, so a put that fails at any point deletes what it wrote
+and leaves nothing visible.
+
+Write policy (decided, see docs/storage.md): a put needs **all** k + m
+fragments of every segment to land, so every acknowledged document starts
+with full redundancy; a node failing during a put fails the put
+(WriteFailedError, after cleanup). The manifest needs at least m + 1 copies.
+
+Concurrency: hashing and erasure coding run in worker threads (hashlib and
+pyeclib release the GIL), node I/O on the event loop; a bounded number of
+segments is in flight, so memory stays bounded whatever the document size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.catalog import list_doc_ids, read_copies, write_copies
+from storage.codec import SegmentCodec
+from storage.errors import (
+    ConfigError,
+    DigestMismatchError,
+    IntegrityError,
+    ManifestError,
+    NodeError,
+    SegmentFault,
+    StorageError,
+    UnrecoverableError,
+    WriteFailedError,
+)
+from storage.fetch import collect_fragments, decode_segment, sha256_hex
+from storage.manifest import (
+    CodecInfo,
+    FragmentEntry,
+    Manifest,
+    SegmentEntry,
+    fragment_key,
+    manifest_key,
+    validate_doc_id,
+)
+from storage.nodes.base import StorageNode
+from storage.placement import place
+from storage.pool import NodePool
+from storage.repair import ScrubReport, scrub_documents
+from storage.source import Source, iter_segments
+
+DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+Clock = Callable[[], datetime]
+RandomBytes = Callable[[int], bytes]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _encode_and_hash(codec: SegmentCodec, segment: bytes) -> list[tuple[bytes, str]]:
+    """Encode a segment and hash each fragment (one worker-thread job)."""
+    return [(f, sha256_hex(f)) for f in codec.encode(segment)]
+
+
+def _hash_segment(doc_hasher: Any, segment: bytes) -> str:
+    """Feed the document digest and return the segment's digest (serial, in order)."""
+    doc_hasher.update(segment)
+    return sha256_hex(segment)
+
+
+class _SegmentFailed(Exception):
+    """Internal: one segment of a read could not be rebuilt."""
+
+    def __init__(self, fault: SegmentFault) -> None:
+        super().__init__(fault)
+        self.fault = fault
+
+
+class DocumentStore:
+    """Erasure-coded documents over a pool of independent storage nodes."""
+
+    def __init__(
+        self,
+        nodes: Sequence[StorageNode],
+        *,
+        k: int = 4,
+        m: int = 2,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        ec_type: str | None = None,
+        node_timeout: float = 30.0,
+        max_inflight_segments: int = 3,
+        read_ahead: int = 2,
+        clock: Clock = _utc_now,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        """Configure a store. Raises ConfigError for invalid codec parameters,
+        duplicate node names, or a pool of fewer than k + m nodes.
+
+        ``ec_type=None`` picks ISA-L Cauchy Reed-Solomon, or liberasurecode's
+        own Reed-Solomon where ISA-L cannot load. ``clock`` and ``random_bytes``
+        are injected for tests (creation time, generated document ids).
+        """
+        self._codec = SegmentCodec(k, m, ec_type)
+        if segment_size < 1:
+            raise ConfigError("segment_size must be positive")
+        self._pool = NodePool(nodes, node_timeout)
+        if len(self._pool) < k + m:
+            raise ConfigError(
+                f"k + m = {k + m} fragments need as many nodes; pool has {len(nodes)}"
+            )
+        if max_inflight_segments < 1 or read_ahead < 0:
+            raise ConfigError("max_inflight_segments must be >= 1 and read_ahead >= 0")
+        self.segment_size = segment_size
+        self._max_inflight = max_inflight_segments
+        self._read_ahead = read_ahead
+        self._clock = clock
+        self._random_bytes = random_bytes
+        self._codecs: dict[tuple[str, int, int], SegmentCodec] = {
+            (self._codec.ec_type, k, m): self._codec
+        }
+
+    @property
+    def k(self) -> int:
+        """Fragments needed to rebuild a segment."""
+        return self._codec.k
+
+    @property
+    def m(self) -> int:
+        """Fragments per segment that may be lost."""
+        return self._codec.m
+
+    @property
+    def ec_type(self) -> str:
+        """The liberasurecode backend new documents are encoded with."""
+        return self._codec.ec_type
+
+    @property
+    def pool(self) -> NodePool:
+        """The nodes of this store (for repair and tests)."""
+        return self._pool
+
+    def codec_for(self, info: CodecInfo) -> SegmentCodec:
+        """The codec a manifest names (reads always use the manifest's codec)."""
+        key = (info.ec_type, info.k, info.m)
+        if key not in self._codecs:
+            try:
+                self._codecs[key] = SegmentCodec(info.k, info.m, info.ec_type)
+            except ConfigError as e:
+                raise ManifestError(f"cannot decode with {info}: {e}") from e
+        return self._codecs[key]
+
+    def _new_doc_id(self) -> str:
+        return self._random_bytes(16).hex()
+
+    # ------------------------------------------------------------------ put
+
+    async def put(
+        self,
+        source: Source,
+        *,
+        doc_id: str | None = None,
+        expected_sha256: str | None = None,
+    ) -> Manifest:
+        """Store a document; return its manifest once every fragment and the manifest landed.
+
+        ``source``: bytes, a binary file object, or an (async) iterable of byte
+        chunks; it is streamed, never held whole. ``doc_id``: 1..64 of
+        ``[a-z0-9-]``; generated when None; an id that already has a manifest is
+        refused. ``expected_sha256``: if given and the stream's SHA-256
+        differs, DigestMismatchError after everything written is removed.
+        Any other failure: WriteFailedError, nothing left visible.
+        """
+        doc_id = self._new_doc_id() if doc_id is None else validate_doc_id(doc_id)
+        if expected_sha256 is not None:
+            expected_sha256 = expected_sha256.lower()
+        codec = self._codec
+        placement = place(doc_id, self._pool.zones, codec.n, max_per_zone=codec.m)
+        await self._refuse_existing(doc_id, placement)
+
+        doc_hasher = hashlib.sha256()
+        segments: dict[int, SegmentEntry] = {}
+        tasks: list[asyncio.Task[SegmentEntry]] = []
+        gate = asyncio.Semaphore(self._max_inflight)
+        size = 0
+        try:
+            try:
+                async for segment in iter_segments(source, self.segment_size):
+                    await gate.acquire()
+                    failed = [t for t in tasks if t.done() and t.exception() is not None]
+                    if failed:
+                        gate.release()
+                        break
+                    index = len(tasks)
+                    size += len(segment)
+                    digest = await asyncio.to_thread(_hash_segment, doc_hasher, segment)
+                    task = asyncio.create_task(
+                        self._store_segment(placement, doc_id, index, segment, digest)
+                    )
+                    task.add_done_callback(lambda _t: gate.release())
+                    tasks.append(task)
+                    del segment  # only the task holds it now
+            except StorageError:
+                raise
+            except Exception as e:
+                raise WriteFailedError(f"reading the source of {doc_id} failed: {e}", [e]) from e
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise WriteFailedError(
+                    f"document {doc_id} not stored: {len(errors)} segment(s) failed: {errors[0]}",
+                    errors,
+                ) from errors[0]
+            for entry in results:
+                assert isinstance(entry, SegmentEntry)
+                segments[entry.index] = entry
+            calculated = doc_hasher.hexdigest()
+            if expected_sha256 is not None and expected_sha256 != calculated:
+                raise DigestMismatchError(expected_sha256, calculated)
+            manifest = Manifest(
+                doc_id=doc_id,
+                size=size,
+                sha256=calculated,
+                codec=CodecInfo(ec_type=codec.ec_type, k=codec.k, m=codec.m),
+                segment_size=self.segment_size,
+                segments=tuple(segments[i] for i in range(len(tasks))),
+                created=self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            ok, failures = await write_copies(self._pool, manifest, placement)
+            if len(ok) < codec.m + 1:
+                raise WriteFailedError(
+                    f"document {doc_id}: only {len(ok)} manifest copies written, "
+                    f"{codec.m + 1} needed",
+                    failures,
+                )
+            return manifest
+        except BaseException:
+            await asyncio.shield(self._discard(doc_id, placement, tasks))
+            raise
+
+    async def _refuse_existing(self, doc_id: str, placement: Sequence[str]) -> None:
+        key = manifest_key(doc_id)
+        results = await asyncio.gather(
+            *(self._pool.stat(n, key) for n in placement), return_exceptions=True
+        )
+        if any(r is not None and not isinstance(r, BaseException) for r in results):
+            raise WriteFailedError(f"document {doc_id} already exists; documents are immutable")
+
+    async def _store_segment(
+        self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
+    ) -> SegmentEntry:
+        fragments = await asyncio.to_thread(_encode_and_hash, self._codec, segment)
+        keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
+        results = await asyncio.gather(
+            *(
+                self._pool.put(node, key, data)
+                for node, key, (data, _) in zip(placement, keys, fragments, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return SegmentEntry(
+            index=index,
+            size=len(segment),
+            sha256=digest,
+            fragments=tuple(
+                FragmentEntry(index=i, node=node, key=key, sha256=sha, size=len(data))
+                for i, (node, key, (data, sha)) in enumerate(
+                    zip(placement, keys, fragments, strict=True)
+                )
+            ),
+        )
+
+    async def _discard(
+        self, doc_id: str, placement: Sequence[str], tasks: Sequence[asyncio.Task[SegmentEntry]]
+    ) -> None:
+        """Remove everything a failed put may have written (waits for its writes first)."""
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        doomed = [(n, manifest_key(doc_id)) for n in placement]
+        doomed += [
+            (node, fragment_key(doc_id, s, i))
+            for s in range(len(tasks))
+            for i, node in enumerate(placement)
+        ]
+        await self._pool.delete_quietly(doomed)
+
+    # ----------------------------------------------------------------- read
+
+    async def read(
+        self, manifest: Manifest, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the document's bytes ``[start, end)``, verified, segment by segment.
+
+        Only the segments overlapping the range are fetched. Every fragment is
+        checked against its digest and every rebuilt segment against its; a
+        full read also checks the document digest at the end. Raises
+        UnrecoverableError (naming segments and nodes) when a segment has
+        fewer than k good fragments; wrong bytes are never yielded.
+        """
+        end = manifest.size if end is None else end
+        if not 0 <= start <= end <= manifest.size:
+            raise ValueError(f"range [{start}, {end}) outside document of {manifest.size} bytes")
+        if start == end:
+            return
+        codec = self.codec_for(manifest.codec)
+        first = start // manifest.segment_size
+        last = (end - 1) // manifest.segment_size
+        full = start == 0 and end == manifest.size
+        doc_hasher = hashlib.sha256() if full else None
+        suspects: set[str] = set()
+        window: list[asyncio.Task[bytes]] = []
+        upcoming = iter(range(first, last + 1))
+
+        def schedule() -> None:
+            index = next(upcoming, None)
+            if index is not None:
+                window.append(
+                    asyncio.create_task(
+                        self._read_segment(codec, manifest.segments[index], suspects)
+                    )
+                )
+
+        for _ in range(self._read_ahead + 1):
+            schedule()
+        current = first
+        try:
+            while window:
+                task = window.pop(0)
+                try:
+                    data = await task
+                except _SegmentFailed as failure:
+                    raise await self._unrecoverable(manifest, failure, window) from None
+                schedule()
+                offset = current * manifest.segment_size
+                current += 1
+                lo = max(start - offset, 0)
+                hi = min(end - offset, len(data))
+                if doc_hasher is not None:
+                    await asyncio.to_thread(doc_hasher.update, data)
+                yield data if (lo == 0 and hi == len(data)) else data[lo:hi]
+            if doc_hasher is not None and doc_hasher.hexdigest() != manifest.sha256:
+                raise IntegrityError(
+                    f"document {manifest.doc_id}: SHA-256 of the whole document does not match"
+                )
+        finally:
+            for t in window:
+                t.cancel()
+            await asyncio.gather(*window, return_exceptions=True)
+
+    async def _unrecoverable(
+        self, manifest: Manifest, failure: _SegmentFailed, window: list[asyncio.Task[bytes]]
+    ) -> UnrecoverableError:
+        """The error for a failed read, naming every failed segment already in flight."""
+        faults = [failure.fault]
+        results = await asyncio.gather(*window, return_exceptions=True)
+        window.clear()
+        faults += [r.fault for r in results if isinstance(r, _SegmentFailed)]
+        return UnrecoverableError(manifest.doc_id, faults)
+
+    async def _read_segment(
+        self, codec: SegmentCodec, segment: SegmentEntry, suspects: set[str]
+    ) -> bytes:
+        collected = await collect_fragments(self._pool, segment, codec.k, suspects=suspects)
+        for fetched in collected.faults.values():
+            if fetched.unavailable:
+                suspects.add(fetched.entry.node)
+        if len(collected.good) < codec.k:
+            raise _SegmentFailed(
+                SegmentFault(
+                    segment=segment.index,
+                    faults={f.entry.node: str(f.fault) for f in collected.faults.values()},
+                )
+            )
+        return await asyncio.to_thread(decode_segment, codec, segment, collected.good)
+
+    async def read_bytes(self, manifest: Manifest) -> bytes:
+        """The whole document in memory (for small documents and tests)."""
+        return b"".join([chunk async for chunk in self.read(manifest)])
+
+    # ------------------------------------------------------------- manifests
+
+    async def load_manifest(self, doc_id: str) -> Manifest:
+        """The current manifest of ``doc_id`` from the nodes alone (highest valid revision).
+
+        Raises ManifestError if no node holds a valid copy.
+        """
+        validate_doc_id(doc_id)
+        return (await read_copies(self._pool, doc_id)).current()
+
+    async def recover_manifests(self) -> AsyncIterator[Manifest]:
+        """Yield the current manifest of every document found on the nodes, by doc_id.
+
+        Documents whose copies are all damaged are skipped (scrub reports them).
+        """
+        holders, _errors = await list_doc_ids(self._pool)
+        for doc_id in sorted(holders):
+            copies = await read_copies(self._pool, doc_id)
+            if copies.valid:
+                yield copies.current()
+
+    # ---------------------------------------------------------------- delete
+
+    async def delete(self, manifest: Manifest) -> None:
+        """Remove a document: its manifest copies on every node first, then its fragments.
+
+        Every deletion is attempted; if some failed (a node down), the first
+        failure is raised afterwards (leftover fragments are invisible).
+        """
+        key = manifest_key(manifest.doc_id)
+        targets = [(n, key) for n in self._pool.names]
+        targets += [
+            (f.node, f.key)
+            for s in manifest.segments
+            for f in s.fragments
+            if self._pool.has(f.node)
+        ]
+        failures: list[NodeError] = []
+        gate = asyncio.Semaphore(32)
+
+        async def one(name: str, key: str) -> None:
+            async with gate:
+                try:
+                    await self._pool.delete(name, key)
+                except NodeError as e:
+                    failures.append(e)
+
+        copies = len(self._pool)
+        # Manifest copies first: once they are gone the document is invisible.
+        await asyncio.gather(*(one(n, k) for n, k in targets[:copies]))
+        await asyncio.gather(*(one(n, k) for n, k in targets[copies:]))
+        if failures:
+            raise failures[0]
+
+    # ----------------------------------------------------------------- scrub
+
+    async def scrub(
+        self,
+        *,
+        sample: float = 1.0,
+        repair: bool = True,
+        rng: Callable[[], float] | None = None,
+    ) -> ScrubReport:
+        """Verify every document's fragments (or a ``sample`` fraction) and repair them.
+
+        See :func:`storage.repair.scrub_documents`.
+        """
+        return await scrub_documents(self, sample=sample, repair=repair, rng=rng)
+
+    async def close(self) -> None:
+        """Close every node."""
+        with contextlib.suppress(Exception):
+            await self._pool.close()
