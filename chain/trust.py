@@ -11,6 +11,7 @@ Loading validates everything and raises :class:`TrustFileError` naming the field
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,9 +89,9 @@ class Validator:
         except TrustFileError as e:
             raise TrustFileError(f"validator {self.name!r}: {e}") from None
 
-    @property
+    @functools.cached_property
     def key_hash(self) -> bytes:
-        """The 4-byte signed-note key ID of this validator."""
+        """The 4-byte signed-note key ID of this validator (computed once: verifiers ask often)."""
         return key_hash(self.name, self.public_key)
 
     @property

@@ -264,3 +264,11 @@ def test_decode_b64_is_canonical() -> None:
     assert decode_b64("AAE=\n") is None
     assert decode_b64("AA-_") is None  # URL-safe alphabet
     assert decode_b64("") == b""
+
+
+def test_verifier_key_whose_base64_contains_plus() -> None:
+    # The vectors' outsider key: its base64 part contains '+', which must not split it.
+    vkey = "v9.notary.example+c84b57b4+AU9r+xwAmJWy3Au8q0o4MTDA27BCswrINL1wwNxSDw+r"
+    name, public_key = parse_verifier_key(vkey)
+    assert name == "v9.notary.example"
+    assert verifier_key(name, public_key) == vkey
