@@ -4,7 +4,8 @@
 # 127.0.0.1, from Debian's packages (ceph-mon ceph-osd radosgw), without systemd.
 #
 #   s3-test-cluster.sh start DIR MON_PORT RGW_PORT [RGW_PORT...]
-#   s3-test-cluster.sh kill-gateway DIR N      # take gateway N (1-based) away
+#   s3-test-cluster.sh kill-gateway DIR N      # take gateway N (1-based) away (SIGKILL)
+#   s3-test-cluster.sh restart-gateway DIR N   # bring it back (same port, same data)
 #   s3-test-cluster.sh stop DIR                # stop everything started in DIR
 #
 # Each gateway is an independent S3 node: gateway 1 serves the default zone,
@@ -25,7 +26,7 @@ DEADLINE_SECS=${S3_CLUSTER_DEADLINE:-90}
 die() { echo "s3-test-cluster: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,10p' "$0" >&2
+  sed -n '2,11p' "$0" >&2
   exit 2
 }
 
@@ -49,29 +50,26 @@ wait_for() {
 
 pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Stop every daemon whose pid file is in DIR/run: SIGTERM, wait, then SIGKILL
-# (a memstore OSD often lingers on SIGTERM once its monitor is gone).
+# Stop every daemon whose pid file is in DIR/run. SIGKILL: nothing in a test
+# cluster is worth keeping (memstore), and a memstore OSD lingers for seconds
+# on SIGTERM once its monitor is gone. Waits until every process is gone.
 stop_dir() {
   local d=$1 f pid pids=()
   [ -d "$d/run" ] || return 0
-  # Gateways first, then the OSD, then the monitor: each needs the next one to
-  # shut down cleanly.
-  for f in "$d"/run/client.rgw*.pid "$d"/run/osd.*.pid "$d"/run/mon.*.pid; do
+  for f in "$d"/run/*.pid; do
     [ -s "$f" ] || continue
     pid=$(cat "$f")
-    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    kill -KILL "$pid" 2>/dev/null && pids+=("$pid")
   done
-  local end=$(($(now_ms) + 5000))
   for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && (($(now_ms) < end)); do sleep 0.05; done
-    kill -KILL "$pid" 2>/dev/null || true
+    wait_for 10 "pid $pid to exit" bash -c "! kill -0 $pid" || true
   done
   rm -f "$d"/run/*.pid
 }
 
 require_binaries() {
   local missing=() b
-  for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool curl; do
+  for b in ceph-mon ceph-osd radosgw radosgw-admin ceph rados ceph-authtool monmaptool curl; do
     command -v "$b" >/dev/null || missing+=("$b")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -196,6 +194,9 @@ EOF
     local port=${rgw_ports[$((i - 1))]}
     wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "http://127.0.0.1:$port" \
       || { show_log "$d/log/client.rgw$i.log"; exit 1; }
+    # Whoever answered must be our gateway, not a stranger on a taken port.
+    pid_alive "$d/run/client.rgw$i.pid" \
+      || { show_log "$d/log/client.rgw$i.log"; die "gateway $i is not running (port $port taken?)"; }
   done
   echo "s3-test-cluster: $n gateway(s) up in $(elapsed "$t0")s" >&2
 
@@ -228,9 +229,42 @@ kill_gateway() {
   rm -f "$f"
 }
 
+# Start gateway N again after kill-gateway, with the port and zone it had.
+restart_gateway() {
+  [ $# -eq 2 ] || usage
+  local d; d=$(realpath -m "$1")
+  local i=$2
+  export CEPH_CONF="$d/ceph.conf"
+  local url; url=$(awk -F'\t' -v n="$i" '$1 == n {print $2}' "$d/gateways.tsv")
+  [ -n "$url" ] || die "no gateway $i in $d/gateways.tsv"
+  local port=${url##*:}
+  if pid_alive "$d/run/client.rgw$i.pid"; then return 0; fi
+  # The killed gateway's watches on its zone's control objects outlive it (for
+  # osd_client_watch_timeout), and a new gateway's startup notifications wait
+  # ~10 s on each of them. Only this gateway serves its zone, so every watcher
+  # left there is stale: blocklist its address, which drops its watches at once.
+  local pool=default.rgw.control
+  if [ "$i" -gt 1 ]; then pool="z$i.rgw.control"; fi
+  local obj addr
+  for obj in $(rados -p "$pool" ls 2>/dev/null); do
+    rados -p "$pool" listwatchers "$obj" 2>/dev/null
+  done | sed -n 's/^watcher=\([^ ]*\) .*/\1/p' | sort -u | while read -r addr; do
+    ceph osd blocklist add "$addr" 3600 >>"$d/log/setup.log" 2>&1 || true
+  done
+  local extra=()
+  if [ "$i" -gt 1 ]; then
+    extra=(--rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i")
+  fi
+  radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" "${extra[@]}" \
+    2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
+  wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "$url" \
+    || { show_log "$d/log/client.rgw$i.log"; exit 1; }
+}
+
 case "${1:-}" in
   start) shift; start_cluster "$@" ;;
   stop) [ $# -eq 2 ] || usage; stop_dir "$(realpath -m "$2")" ;;
   kill-gateway) shift; kill_gateway "$@" ;;
+  restart-gateway) shift; restart_gateway "$@" ;;
   *) usage ;;
 esac
