@@ -39,14 +39,14 @@ class Document(Base):
     # The first document of the version chain (itself for a first version).
     chain_root: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    # storing -> anchoring -> anchored
+    # storing -> anchoring -> anchored. While storing, the content fields below are null.
     status: Mapped[str] = mapped_column(String(16), index=True)
-    manifest: Mapped[str] = mapped_column(Text)
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
-    entry: Mapped[bytes] = mapped_column(LargeBinary)
-    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    manifest: Mapped[str | None] = mapped_column(Text)
+    entry: Mapped[bytes | None] = mapped_column(LargeBinary)
+    entry_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     leaf_index: Mapped[int | None] = mapped_column(BigInteger)
     block_height: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

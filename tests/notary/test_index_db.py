@@ -69,3 +69,21 @@ async def test_downgrade_to_base_empties_schema(database_url: str) -> None:
             await ensure_current(engine)
     finally:
         await engine.dispose()
+
+
+async def test_migrations_match_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from notary.index.models import Base
+
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+            )
+        assert diff == []
+    finally:
+        await engine.dispose()
