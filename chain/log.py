@@ -206,7 +206,10 @@ class MerkleLog:
 
     def _node(self, level: int, index: int) -> bytes:
         pos = node_position(level, index) * HASH_SIZE
-        data = os.pread(self._fd, HASH_SIZE, pos)
+        try:
+            data = os.pread(self._fd, HASH_SIZE, pos)
+        except OSError as exc:
+            raise LogError(f"cannot read {self._dir / NODES_FILE}: {exc}") from exc
         if len(data) != HASH_SIZE:
             raise LogError(
                 f"{self._dir / NODES_FILE}: node ({level}, {index}) at byte {pos} is missing "

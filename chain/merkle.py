@@ -467,11 +467,17 @@ class CompactRange:
     hashes: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        if self.size < 0 or len(self.hashes) != self.size.bit_count():
+        # Frontiers may arrive from peers (a parent block's state): check the shape here
+        # so a malformed one fails as a ProofError, not deep inside the hashing.
+        if not isinstance(self.size, int) or self.size < 0:
+            raise ProofError(f"a compact range needs a size >= 0, got {self.size!r}")
+        if len(self.hashes) != self.size.bit_count():
             raise ProofError(
                 f"a compact range of size {self.size} needs {self.size.bit_count()} hashes, "
                 f"got {len(self.hashes)}"
             )
+        for i, h in enumerate(self.hashes):
+            _check_hash(ProofError, f"compact range hash {i}", h)
 
     @classmethod
     def empty(cls) -> CompactRange:
@@ -490,3 +496,16 @@ class CompactRange:
         if not self.hashes:
             return _EMPTY_ROOT
         return fold_right(self.hashes)
+
+    def encode(self) -> bytes:
+        """Return the frontier as bytes: size (8 bytes, big-endian) then the hashes."""
+        return self.size.to_bytes(8, "big") + b"".join(self.hashes)
+
+    @classmethod
+    def decode(cls, data: bytes) -> CompactRange:
+        """Parse :meth:`encode` output; raises ProofError when it is malformed."""
+        if len(data) < 8 or (len(data) - 8) % HASH_SIZE:
+            raise ProofError(f"an encoded compact range cannot be {len(data)} bytes long")
+        size = int.from_bytes(data[:8], "big")
+        hashes = tuple(data[i : i + HASH_SIZE] for i in range(8, len(data), HASH_SIZE))
+        return cls(size, hashes)

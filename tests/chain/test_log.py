@@ -111,6 +111,17 @@ def test_out_of_range_requests_raise_log_error(tmp_path: Path) -> None:
                 call()
 
 
+def test_closed_log_raises_log_error(tmp_path: Path) -> None:
+    log = MerkleLog.open(tmp_path / "log")
+    log.append(entries(0, 3))
+    log.close()
+    log.close()
+    with pytest.raises(LogError):
+        log.append(entries(3, 4))
+    with pytest.raises(LogError):
+        log.inclusion_proof(0, 3)
+
+
 def test_leaf_index_duplicates_unknown_and_malformed(tmp_path: Path) -> None:
     with MerkleLog.open(tmp_path / "log") as log:
         log.append([b"a", b"b", b"a", b"c"])

@@ -321,3 +321,19 @@ def test_proof_generators_reject_out_of_range() -> None:
         merkle.consistency_proof(4, SMALL_LEAVES[:3])
     with pytest.raises(ProofError):
         merkle.CompactRange(3, (SMALL_LEAVES[0],))
+
+
+def test_compact_range_encoding_round_trip_and_rejects_garbage() -> None:
+    cr = merkle.CompactRange.empty().append(SMALL_LEAVES[:27])
+    assert merkle.CompactRange.decode(cr.encode()) == cr
+    assert merkle.CompactRange.decode(merkle.CompactRange.empty().encode()).root() == (
+        merkle.empty_root()
+    )
+    data = cr.encode()
+    for bad in [data[:-1], data[:7], data + SMALL_LEAVES[0], (26).to_bytes(8, "big") + data[8:]]:
+        with pytest.raises(ProofError):
+            merkle.CompactRange.decode(bad)
+    with pytest.raises(ProofError, match="hash 1"):
+        merkle.CompactRange(3, (SMALL_LEAVES[0], SMALL_LEAVES[1][:31]))
+    with pytest.raises(ProofError):
+        merkle.CompactRange(-1, ())
