@@ -14,6 +14,8 @@ meaning; clients branch on ``code``, people read ``title`` and ``detail``::
     ├── InvalidMetadataError          422 invalid_metadata
     ├── DigestMismatchError           422 sha256_mismatch
     ├── NotAnchoredError              409 not_anchored
+    ├── AlreadySupersededError        409 already_superseded
+    ├── RangeNotSatisfiableError      416 range_not_satisfiable
     ├── StorageUnavailableError       503 storage_unavailable
     └── ChainUnavailableError         503 chain_unavailable
 """
@@ -102,6 +104,18 @@ class NotAnchoredError(NotaryError):
     """The document's entry is not committed yet, so there is no receipt."""
 
     status, code, title = 409, "not_anchored", "Not anchored yet"
+
+
+class AlreadySupersededError(NotaryError):
+    """The document named by ``supersedes`` already has a newer version."""
+
+    status, code, title = 409, "already_superseded", "Already superseded"
+
+
+class RangeNotSatisfiableError(NotaryError):
+    """A Range header outside the document."""
+
+    status, code, title = 416, "range_not_satisfiable", "Range not satisfiable"
 
 
 class StorageUnavailableError(NotaryError):

@@ -1,0 +1,158 @@
+"""Taking stored documents' entries to the ledger, and recording their commitment.
+
+Entries from concurrent uploads are batched: the worker drains what is queued (up to
+``batch_size`` entries, waiting at most ``linger`` seconds for more) and submits them in
+one call. Each submitted entry then gets a watcher that waits for the commit, records
+leaf index and block height in the index, and wakes whoever waits for that document.
+
+The index is the source of truth: every document in state ``anchoring`` is resubmitted
+at start (submission is idempotent: the ledger deduplicates entries by hash), so an
+upload acknowledged as stored is anchored even if the service crashed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chain.merkle import leaf_hash
+from notary.index.models import Document
+
+log = logging.getLogger(__name__)
+
+
+class CommitInfoLike(Protocol):
+    @property
+    def leaf_index(self) -> int: ...
+
+    @property
+    def block_height(self) -> int: ...
+
+
+class Ledger(Protocol):
+    """The ledger operations anchoring needs (embedded validators or an HTTP client)."""
+
+    async def submit(self, entries: Sequence[bytes]) -> object:
+        """Submit entries; idempotent. Raises when the ledger is busy or unreachable."""
+        ...
+
+    async def wait_committed(self, entry_hash: bytes, timeout: float) -> CommitInfoLike:
+        """Wait until the entry with this leaf hash is committed; raise on timeout."""
+        ...
+
+
+class AnchorWorker:
+    """Batches entries to the ledger and records commits in the index."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        batch_size: int = 2000,
+        linger: float = 0.005,
+        commit_timeout: float = 30.0,
+        retry_delay: float = 0.2,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ledger = ledger
+        self._sessions = sessions
+        self._batch_size = batch_size
+        self._linger = linger
+        self._commit_timeout = commit_timeout
+        self._retry_delay = retry_delay
+        self._clock = clock
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self, pending: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Start the worker; ``pending`` entries (from the index) are submitted first."""
+        for doc_id, entry in pending:
+            self.enqueue(doc_id, entry)
+        self._runner = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop submitting and watching; pending documents stay ``anchoring`` in the index."""
+        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.cancel()
+
+    def enqueue(self, doc_id: str, entry: bytes) -> None:
+        """Queue a document's entry for anchoring."""
+        self._queue.put_nowait((doc_id, entry))
+
+    def wait_anchored(self, doc_id: str) -> asyncio.Future[None]:
+        """A future resolved when the document's entry is committed and recorded."""
+        fut = self._waiters.get(doc_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters[doc_id] = fut
+        return fut
+
+    async def _next_batch(self) -> list[tuple[str, bytes]]:
+        batch = [await self._queue.get()]
+        deadline = asyncio.get_running_loop().time() + self._linger
+        while len(batch) < self._batch_size:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            while True:
+                try:
+                    await self._ledger.submit([entry for _, entry in batch])
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # busy or unreachable: keep the batch, try again
+                    log.warning("ledger submission of %d entries failed: %s", len(batch), e)
+                    await asyncio.sleep(self._retry_delay)
+            for doc_id, entry in batch:
+                task = asyncio.create_task(self._watch(doc_id, entry))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, doc_id: str, entry: bytes) -> None:
+        try:
+            info = await self._ledger.wait_committed(leaf_hash(entry), self._commit_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("document %s not committed yet (%s); resubmitting", doc_id, e)
+            self.enqueue(doc_id, entry)
+            return
+        async with self._sessions.begin() as s:
+            await s.execute(
+                update(Document)
+                .where(Document.id == doc_id)
+                .values(
+                    status="anchored",
+                    leaf_index=info.leaf_index,
+                    block_height=info.block_height,
+                    anchored_at=self._clock(),
+                )
+            )
+        fut = self._waiters.pop(doc_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)

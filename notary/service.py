@@ -1,0 +1,342 @@
+"""The notary's document flows: upload (store, index, anchor), metadata, versions, content.
+
+The HTTP layer parses and authenticates; this module decides. An upload goes through
+three states, each durable before the next starts:
+
+1. ``storing``: the index row exists (so the document is visible as being stored);
+   the body streams into erasure-coded storage, hashed on the way.
+2. ``anchoring``: storage holds every fragment and the manifest; the row holds the
+   digest, manifest, salt and the entry to anchor. From here the upload is
+   acknowledged: a crash now is repaired by resubmitting every ``anchoring`` entry.
+3. ``anchored``: the ledger committed the entry; a receipt can be issued.
+
+A failed upload leaves nothing: its row is deleted and storage removes its fragments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chain.merkle import leaf_hash
+from notary import errors
+from notary.entry import document_entry
+from notary.index.models import Document
+from notary.metadata import UploadMetadata
+from storage import DigestMismatchError as StorageDigestMismatch
+from storage import DocumentStore, Manifest, StorageError
+from storage.manifest import from_dict, to_dict
+
+Clock = Callable[[], datetime]
+RandomBytes = Callable[[int], bytes]
+
+
+class Anchorer(Protocol):
+    """Takes entries to the ledger; see notary.anchoring."""
+
+    def enqueue(self, doc_id: str, entry: bytes) -> None:
+        """Queue ``entry`` (of document ``doc_id``) for anchoring; returns at once."""
+        ...
+
+    def wait_anchored(self, doc_id: str) -> Awaitable[None]:
+        """Resolves once the document's entry is committed and its row says so."""
+        ...
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an organisation and a role (admin, submitter, reviewer, court, auditor)."""
+
+    org: str
+    role: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """What the API shows of a document."""
+
+    id: str
+    kind: str
+    title: str | None
+    filename: str | None
+    media_type: str | None
+    project: str | None
+    supersedes: str | None
+    chain_root: str
+    version: int
+    status: str
+    size: int | None
+    sha256: str | None
+    leaf_index: int | None
+    block_height: int | None
+    created_at: datetime
+    anchored_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API."""
+        out: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in (
+                "id",
+                "kind",
+                "title",
+                "filename",
+                "media_type",
+                "project",
+                "supersedes",
+                "version",
+                "status",
+                "size",
+                "sha256",
+                "leaf_index",
+                "block_height",
+            )
+        }
+        out["created_at"] = _iso(self.created_at)
+        out["anchored_at"] = _iso(self.anchored_at) if self.anchored_at else None
+        return out
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _view(row: Document) -> DocumentView:
+    return DocumentView(
+        id=row.id,
+        kind=row.kind,
+        title=row.title,
+        filename=row.filename,
+        media_type=row.media_type,
+        project=row.project,
+        supersedes=row.supersedes,
+        chain_root=row.chain_root,
+        version=row.version,
+        status=row.status,
+        size=row.size,
+        sha256=row.sha256,
+        leaf_index=row.leaf_index,
+        block_height=row.block_height,
+        created_at=row.created_at,
+        anchored_at=row.anchored_at,
+    )
+
+
+async def limit_body(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Pass ``chunks`` through, raising PayloadTooLargeError once more than ``limit`` bytes came."""
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise errors.PayloadTooLargeError(
+                f"the document exceeds the limit of {limit} bytes", limit=limit
+            )
+        yield chunk
+
+
+class NotaryService:
+    """Document flows over storage, the index and the anchorer."""
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        sessions: async_sessionmaker[AsyncSession],
+        anchorer: Anchorer,
+        *,
+        max_upload_bytes: int,
+        clock: Clock = lambda: datetime.now(UTC),
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.anchorer = anchorer
+        self.max_upload_bytes = max_upload_bytes
+        self._clock = clock
+        self._random = random_bytes
+
+    # ---------------------------------------------------------------- upload
+
+    async def upload(
+        self, who: Principal, meta: UploadMetadata, body: AsyncIterable[bytes]
+    ) -> DocumentView:
+        """Store, index and queue for anchoring one document; return it as ``anchoring``."""
+        doc_id = self._random(16).hex()
+        salt = self._random(32)
+        await self._insert_storing(who, meta, doc_id, salt)
+        try:
+            manifest = await self._store(doc_id, meta, body)
+        except BaseException:
+            await self._forget(doc_id)
+            raise
+        entry = document_entry(salt, bytes.fromhex(manifest.sha256)).to_bytes()
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(Document)
+                .where(Document.id == doc_id)
+                .values(
+                    status="anchoring",
+                    size=manifest.size,
+                    sha256=manifest.sha256,
+                    manifest=json.dumps(to_dict(manifest), separators=(",", ":")),
+                    entry=entry,
+                    entry_hash=leaf_hash(entry).hex(),
+                )
+            )
+        self.anchorer.enqueue(doc_id, entry)
+        return await self.get(who, doc_id)
+
+    async def _insert_storing(
+        self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes
+    ) -> None:
+        async with self.sessions.begin() as s:
+            chain_root, version = doc_id, 1
+            if meta.supersedes is not None:
+                prior = await self._visible(s, who, meta.supersedes)
+                chain_root, version = prior.chain_root, prior.version + 1
+            s.add(
+                Document(
+                    id=doc_id,
+                    org=who.org,
+                    kind=meta.kind.value,
+                    title=meta.title,
+                    filename=meta.filename,
+                    media_type=meta.media_type,
+                    project=meta.project,
+                    supersedes=meta.supersedes,
+                    chain_root=chain_root,
+                    version=version,
+                    status="storing",
+                    salt=salt,
+                    created_at=self._clock(),
+                )
+            )
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise errors.AlreadySupersededError(
+                    f"document {meta.supersedes} already has a newer version"
+                ) from None
+
+    async def _store(
+        self, doc_id: str, meta: UploadMetadata, body: AsyncIterable[bytes]
+    ) -> Manifest:
+        try:
+            return await self.store.put(
+                limit_body(body, self.max_upload_bytes),
+                doc_id=doc_id,
+                expected_sha256=meta.sha256,
+            )
+        except StorageDigestMismatch as e:
+            raise errors.DigestMismatchError(
+                f"the uploaded bytes have SHA-256 {e.calculated}, not {e.expected}; "
+                "nothing was stored",
+                expected=e.expected,
+                calculated=e.calculated,
+            ) from None
+        except StorageError as e:
+            cause = e.__cause__
+            if isinstance(cause, errors.NotaryError):
+                raise cause from None  # the body's own failure, e.g. too large
+            raise errors.StorageUnavailableError(
+                f"the document could not be stored: {e}; nothing was kept"
+            ) from None
+
+    async def _forget(self, doc_id: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(delete(Document).where(Document.id == doc_id))
+
+    # ------------------------------------------------------------------ reads
+
+    async def _visible(self, s: AsyncSession, who: Principal, doc_id: str) -> Document:
+        row = await s.get(Document, doc_id)
+        if row is None or not self._may_see(who, row):
+            raise errors.DocumentNotFoundError(f"no document {doc_id}")
+        return row
+
+    @staticmethod
+    def _may_see(who: Principal, row: Document) -> bool:
+        return who.role in ("admin", "court", "auditor") or row.org == who.org
+
+    async def get(self, who: Principal, doc_id: str) -> DocumentView:
+        """The document's metadata and status; DocumentNotFoundError if not visible."""
+        async with self.sessions() as s:
+            return _view(await self._visible(s, who, doc_id))
+
+    async def versions(self, who: Principal, doc_id: str) -> list[DocumentView]:
+        """Every version of the document's chain, oldest first."""
+        async with self.sessions() as s:
+            row = await self._visible(s, who, doc_id)
+            rows = (
+                await s.execute(
+                    select(Document)
+                    .where(Document.chain_root == row.chain_root)
+                    .order_by(Document.version)
+                )
+            ).scalars()
+            return [_view(r) for r in rows if self._may_see(who, r)]
+
+    async def wait_anchored(self, who: Principal, doc_id: str, timeout: float) -> DocumentView:
+        """The document once anchored; ChainUnavailableError if that takes over ``timeout`` s."""
+        # Register interest before looking, so a commit between the two is not missed.
+        anchored = self.anchorer.wait_anchored(doc_id)
+        view = await self.get(who, doc_id)
+        if view.status != "anchored":
+            try:
+                await asyncio.wait_for(asyncio.shield(anchored), timeout)
+            except TimeoutError:
+                raise errors.ChainUnavailableError(
+                    f"document {doc_id} is stored but not anchored within {timeout:g} s; "
+                    "it will be anchored later: poll its status",
+                    document=doc_id,
+                ) from None
+            view = await self.get(who, doc_id)
+        return view
+
+    async def manifest(self, who: Principal, doc_id: str) -> tuple[DocumentView, Manifest]:
+        """The document and its storage manifest; NotAnchoredError while still storing."""
+        async with self.sessions() as s:
+            row = await self._visible(s, who, doc_id)
+        if row.manifest is None:
+            raise errors.NotAnchoredError(f"document {doc_id} is still being stored")
+        return _view(row), from_dict(json.loads(row.manifest))
+
+    async def pending(self) -> list[tuple[str, bytes]]:
+        """Documents stored but not yet anchored: (id, entry), oldest first."""
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Document.id, Document.entry)
+                .where(Document.status == "anchoring")
+                .order_by(Document.created_at)
+            )
+            return [(i, e) for i, e in rows if e is not None]
+
+    async def abandon_unfinished(self, older_than: timedelta) -> int:
+        """Forget uploads that have been ``storing`` for longer than ``older_than``: a crash
+        interrupted them before they were acknowledged. (Younger ones may be in progress
+        in another replica of the service.)"""
+        cutoff = self._clock() - older_than
+        async with self.sessions() as s:
+            ids = list(
+                (
+                    await s.execute(
+                        select(Document.id).where(
+                            Document.status == "storing", Document.created_at < cutoff
+                        )
+                    )
+                ).scalars()
+            )
+        for doc_id in ids:
+            await self._forget(doc_id)
+        return len(ids)
