@@ -69,7 +69,7 @@ async def list_doc_ids(pool: NodePool) -> tuple[dict[str, set[str]], dict[str, N
     """Which nodes list a manifest for which doc_id, and the nodes that could not list."""
     names = pool.names
     results = await asyncio.gather(
-        *(pool.list(n, MANIFEST_PREFIX) for n in names), return_exceptions=True
+        *(pool.list_keys(n, MANIFEST_PREFIX) for n in names), return_exceptions=True
     )
     holders: dict[str, set[str]] = {}
     errors: dict[str, NodeError] = {}
@@ -94,7 +94,7 @@ async def write_copies(
     """Write the manifest envelope to each named node; return the successes and failures."""
     blob = encode_envelope(manifest)
     key = manifest_key(manifest.doc_id)
-    results = await asyncio.gather(*(pool.put(n, key, blob) for n in names), return_exceptions=True)
+    results = await pool.settle([pool.put(n, key, blob) for n in names])
     ok: list[str] = []
     failed: list[NodeError] = []
     for name, result in zip(names, results, strict=True):

@@ -78,7 +78,7 @@ class NodePool:
         """Delete one blob on node ``name``."""
         await self._call(name, key, self.node(name).delete(key))
 
-    async def list(self, name: str, prefix: str) -> list[str]:
+    async def list_keys(self, name: str, prefix: str) -> list[str]:
         """All keys under ``prefix`` on node ``name`` (the whole listing has one timeout)."""
         node = self.node(name)
 
@@ -86,6 +86,24 @@ class NodePool:
             return [key async for key in node.list(prefix)]
 
         return await self._call(name, None, collect())
+
+    @staticmethod
+    async def settle(operations: Sequence[Awaitable[_T]]) -> list[_T | BaseException]:
+        """Run operations concurrently; return each result or exception, in order.
+
+        Cancellation-safe: if the caller is cancelled, the operations already
+        started are waited for before the cancellation propagates, so a cleanup
+        that follows can never race a write still landing on a node.
+        """
+        tasks = [asyncio.ensure_future(op) for op in operations]
+        if not tasks:
+            return []
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            await asyncio.wait(tasks)
+            raise
+        return [_outcome(t) for t in tasks]
 
     async def delete_quietly(self, keys: Sequence[tuple[str, str]], concurrency: int = 32) -> int:
         """Best-effort deletion of (node, key) pairs; returns how many deletions failed."""
@@ -105,3 +123,10 @@ class NodePool:
     async def close(self) -> None:
         """Close every node."""
         await asyncio.gather(*(n.close() for n in self._nodes.values()), return_exceptions=True)
+
+
+def _outcome(task: asyncio.Task[_T]) -> _T | BaseException:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    error = task.exception()
+    return error if error is not None else task.result()

@@ -258,12 +258,11 @@ class DocumentStore:
     ) -> SegmentEntry:
         fragments = await asyncio.to_thread(_encode_and_hash, self._codec, segment)
         keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
-        results = await asyncio.gather(
-            *(
+        results = await self._pool.settle(
+            [
                 self._pool.put(node, key, data)
                 for node, key, (data, _) in zip(placement, keys, fragments, strict=True)
-            ),
-            return_exceptions=True,
+            ]
         )
         for r in results:
             if isinstance(r, BaseException):

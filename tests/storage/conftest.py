@@ -22,15 +22,18 @@ class Cluster:
         self.zones = zones
         self.nodes = self.open_nodes()
 
-    def open_nodes(self) -> list[LocalFolderNode]:
+    def open_nodes(self, create: bool = True) -> list[LocalFolderNode]:
         return [
-            LocalFolderNode(f"node{i}", self.base / f"node{i}", zone=f"zone{i % self.zones}")
+            LocalFolderNode(
+                f"node{i}", self.base / f"node{i}", zone=f"zone{i % self.zones}", create=create
+            )
             for i in range(self.count)
         ]
 
-    def store(self, **kwargs: object) -> DocumentStore:
+    def store(self, create: bool = True, **kwargs: object) -> DocumentStore:
+        """A store over the nodes; ``create=False`` leaves removed node folders absent."""
         kwargs.setdefault("segment_size", 4096)
-        return DocumentStore(self.open_nodes(), **kwargs)  # type: ignore[arg-type]
+        return DocumentStore(self.open_nodes(create), **kwargs)  # type: ignore[arg-type]
 
     def root(self, node: str) -> Path:
         return self.base / node

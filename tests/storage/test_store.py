@@ -105,7 +105,7 @@ async def test_random_documents_survive_random_real_failures(cluster: Cluster) -
                 flip_byte(path, rnd)
             else:
                 truncate(path, rnd)
-        fresh = cluster.store(segment_size=8 * 1024 * 1024)
+        fresh = cluster.store(create=False, segment_size=8 * 1024 * 1024)
         assert await fresh.read_bytes(m) == data
 
 
@@ -316,7 +316,7 @@ async def test_fallback_codec_documents_read_with_their_own_codec(cluster: Clust
     m = await store.put(data)
     assert m.codec.ec_type == "liberasurecode_rs_vand"
     shutil.rmtree(cluster.root(fragment_nodes(m)[0]))
-    assert await cluster.store().read_bytes(m) == data
+    assert await cluster.store(create=False).read_bytes(m) == data
 
 
 async def test_delete_removes_everything(cluster: Cluster) -> None:
