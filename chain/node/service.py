@@ -1,0 +1,283 @@
+"""The client operations of a node, over its consensus :class:`Core` (or several, in the
+embedded mode): submit entries, wait for commits, checkpoints, proofs, blocks, status.
+
+The core is synchronous and owns the event loop's thread; this service runs on the same
+loop. Commits and stored checkpoints wake waiters through one :class:`Notifier`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from chain.checkpoint import parse_checkpoint
+from chain.consensus.blocks import Block
+from chain.consensus.core import Core
+from chain.errors import LogError, MempoolFullError
+from chain.merkle import leaf_hash
+from chain.node.results import (
+    BatchTooLargeError,
+    CommitInfo,
+    ConsistencyProof,
+    EntryError,
+    InclusionProof,
+    NotFoundError,
+    SubmitResult,
+)
+from chain.note import parse_note
+
+
+class ServiceStore(Protocol):
+    """What the service reads from the consensus store besides the BlockStore protocol."""
+
+    def checkpoint(self, tree_size: int | None = None) -> str | None:
+        """The committed checkpoint of ``tree_size`` (None: the largest)."""
+        ...
+
+    def checkpoint_at_or_above(self, tree_size: int) -> str | None:
+        """The smallest committed checkpoint of at least ``tree_size``."""
+        ...
+
+    def committed_block(self, height: int) -> Block | None:
+        """The committed block at ``height``."""
+        ...
+
+    def committed_height_for_leaf(self, index: int) -> int | None:
+        """The committed block height holding leaf ``index``."""
+        ...
+
+
+class Notifier:
+    """Wakes every waiter when something changed; waiters re-check their condition."""
+
+    def __init__(self) -> None:
+        """No waiters yet."""
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake all current waiters."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait for the next change, at most ``timeout`` seconds."""
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+def checkpoint_size(note: str) -> int:
+    """The tree size of a checkpoint note."""
+    return parse_checkpoint(parse_note(note).text).size
+
+
+class LedgerService:
+    """Client operations of one node (``cores[0]`` answers reads; submissions go to every
+    core's mempool, so in the embedded mode whichever validator leads proposes them)."""
+
+    def __init__(
+        self,
+        cores: Sequence[Core],
+        store: ServiceStore,
+        *,
+        max_batch_entries: int = 10_000,
+        peers_up: Callable[[], list[str]] | None = None,
+        role: str | None = None,
+    ) -> None:
+        """Serve ``cores`` (precondition: all replicas of one chain; ``store`` is the
+        consensus store of ``cores[0]``). Call :meth:`notify` whenever a checkpoint is stored."""
+        if not cores:
+            raise ValueError("a service needs at least one core")
+        self.cores = list(cores)
+        self.primary = self.cores[0]
+        self.store = store
+        self.max_batch_entries = max_batch_entries
+        self._peers_up = peers_up
+        self.role = role or ("validator" if self.primary.is_validator else "observer")
+        self.notifier = Notifier()
+        self.primary.commit_listeners.append(lambda _block: self.notifier.notify())
+        self.started_at = time.time()
+
+    def notify(self) -> None:
+        """Something changed (a checkpoint was stored): wake waiters."""
+        self.notifier.notify()
+
+    @property
+    def chain_id(self) -> str:
+        """The chain id (checkpoint origin)."""
+        return self.primary.committee.chain_id
+
+    # -- submit and wait ---------------------------------------------------------------
+
+    def submit(self, entries: Sequence[bytes]) -> SubmitResult:
+        """Admit ``entries`` to the mempool(s); entries already committed are skipped.
+
+        Raises :class:`BatchTooLargeError` above the per-request count, :class:`EntryError`
+        for an empty or oversized entry, :class:`MempoolFullError` when no mempool can
+        take the batch (busy: retry later). Re-submitting is idempotent while pending.
+        """
+        if not entries:
+            raise EntryError("a submission needs at least one entry")
+        if len(entries) > self.max_batch_entries:
+            raise BatchTooLargeError(
+                f"{len(entries)} entries in one request; at most {self.max_batch_entries}"
+            )
+        pools = [c.mempool for c in self.cores if c.mempool is not None and c.is_validator]
+        if not pools:
+            raise EntryError("this node is an observer; submit to a validator")
+        limit = pools[0].config.max_entry_bytes
+        hashes: list[bytes] = []
+        fresh: list[bytes] = []
+        for i, entry in enumerate(entries):
+            if not 0 < len(entry) <= limit:
+                raise EntryError(f"entry {i} has {len(entry)} bytes; allowed 1..{limit}")
+            leaf = leaf_hash(entry)
+            hashes.append(leaf)
+            if self.primary.ledger.leaf_index(leaf) is None:
+                fresh.append(entry)
+        accepted = 0
+        if fresh:
+            busy: MempoolFullError | None = None
+            for pool in pools:
+                try:
+                    pool.add(fresh)
+                    accepted = len(fresh)
+                except MempoolFullError as e:
+                    busy = e
+            if accepted == 0 and busy is not None:
+                raise busy
+        return SubmitResult(tuple(hashes), accepted, len(entries) - len(fresh))
+
+    def lookup(self, entry_hash_: bytes) -> CommitInfo | None:
+        """Where the entry with this hash was committed, or None if not (yet)."""
+        index = self.primary.ledger.leaf_index(entry_hash_)
+        if index is None:
+            return None
+        height = self.store.committed_height_for_leaf(index)
+        if height is None:
+            return None  # the ledger is ahead of the committed table only inside a commit
+        block = self.store.committed_block(height)
+        tree_size = block.tree_size if block is not None else self.primary.ledger.size
+        return CommitInfo(entry_hash_, index, height, tree_size)
+
+    async def wait_committed(self, entry_hash_: bytes, timeout: float) -> CommitInfo | None:
+        """Wait up to ``timeout`` seconds for the entry to be committed; None on timeout."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            info = self.lookup(entry_hash_)
+            remaining = deadline - time.monotonic()
+            if info is not None or remaining <= 0:
+                return info
+            await self.notifier.wait(remaining)
+
+    # -- checkpoints and proofs -----------------------------------------------------------
+
+    def latest_checkpoint(self) -> str | None:
+        """The largest committed checkpoint (a signed note with >= 2f+1 signatures)."""
+        return self.store.checkpoint(None)
+
+    def checkpoint(self, tree_size: int) -> str | None:
+        """The committed checkpoint of exactly ``tree_size``."""
+        return self.store.checkpoint(tree_size)
+
+    async def wait_checkpoint(self, at_least: int, timeout: float) -> str | None:
+        """The smallest committed checkpoint of size >= ``at_least``, waiting up to
+        ``timeout`` seconds for one to be stored."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            note = self.store.checkpoint_at_or_above(at_least)
+            remaining = deadline - time.monotonic()
+            if note is not None or remaining <= 0:
+                return note
+            await self.notifier.wait(remaining)
+
+    def inclusion_proof(
+        self, *, tree_size: int, leaf_index: int | None = None, entry_hash: bytes | None = None
+    ) -> InclusionProof:
+        """Inclusion proof of a leaf (by index or entry hash) in the tree of ``tree_size``.
+
+        Raises :class:`NotFoundError` for an unknown entry or a size beyond the log,
+        :class:`EntryError` for inconsistent arguments.
+        """
+        ledger = self.primary.ledger
+        if (leaf_index is None) == (entry_hash is None):
+            raise EntryError("give exactly one of leaf_index and entry_hash")
+        if entry_hash is not None:
+            leaf_index = ledger.leaf_index(entry_hash)
+            if leaf_index is None:
+                raise NotFoundError(f"entry {entry_hash.hex()} is not in the log")
+        assert leaf_index is not None
+        if not 0 < tree_size <= ledger.size:
+            raise NotFoundError(f"tree size {tree_size} is outside the log of size {ledger.size}")
+        if not 0 <= leaf_index < tree_size:
+            raise NotFoundError(f"leaf {leaf_index} is outside the tree of size {tree_size}")
+        try:
+            hashes = ledger.inclusion_proof(leaf_index, tree_size)
+            leaf = leaf_hash(ledger.entry(leaf_index))
+        except (LogError, IndexError) as e:
+            raise NotFoundError(str(e)) from None
+        return InclusionProof(leaf_index, tree_size, leaf, tuple(hashes))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        """Consistency proof from ``old_size`` to ``new_size`` (0 < old <= new <= size)."""
+        ledger = self.primary.ledger
+        if not 0 < old_size <= new_size:
+            raise EntryError(f"need 0 < from ({old_size}) <= to ({new_size})")
+        if new_size > ledger.size:
+            raise NotFoundError(f"tree size {new_size} is beyond the log of size {ledger.size}")
+        try:
+            hashes = ledger.consistency_proof(old_size, new_size)
+        except LogError as e:
+            raise NotFoundError(str(e)) from None
+        return ConsistencyProof(old_size, new_size, tuple(hashes))
+
+    def block(self, height: int) -> dict[str, Any]:
+        """The committed block at ``height`` as JSON; raises :class:`NotFoundError`."""
+        block = self.store.committed_block(height) if height >= 1 else None
+        if block is None:
+            raise NotFoundError(f"no committed block at height {height}")
+        return block_json(block)
+
+    def status(self) -> dict[str, Any]:
+        """Height, view, tree size, latest checkpoint, peers seen up, mempool size."""
+        core = self.primary
+        latest = self.latest_checkpoint()
+        pools = [c.mempool for c in self.cores if c.mempool is not None]
+        return {
+            "name": core.name,
+            "role": self.role,
+            "chain_id": self.chain_id,
+            "height": core.head.height,
+            "view": core.view,
+            "tree_size": core.ledger.size,
+            "high_qc_view": core.high_qc.view,
+            "mempool_entries": max((len(p) for p in pools), default=0),
+            "latest_checkpoint_size": checkpoint_size(latest) if latest else None,
+            "latest_checkpoint": latest,
+            "peers_up": self._peers_up() if self._peers_up is not None else [],
+            "rejected_messages": core.errors,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+
+def block_json(block: Block) -> dict[str, Any]:
+    """A committed block as JSON: header fields, QC signers and entries in base64."""
+    return {
+        "height": block.height,
+        "view": block.view,
+        "hash": block.hash.hex(),
+        "parent_hash": block.parent_hash.hex(),
+        "proposer": block.proposer,
+        "timestamp_ms": block.timestamp_ms,
+        "payload_digest": block.payload_digest.hex(),
+        "tree_size": block.tree_size,
+        "root": base64.b64encode(block.root).decode("ascii"),
+        "qc": {"view": block.qc.view, "signers": [s for s, _ in block.qc.signatures]},
+        "tc_view": block.tc.view if block.tc is not None else None,
+        "entries": [base64.b64encode(e).decode("ascii") for e in block.entries],
+    }
