@@ -197,7 +197,10 @@ class S3Node:
         if isinstance(verify_tls, str) and not Path(verify_tls).is_file():
             raise ConfigError(f"S3 node {name!r}: CA bundle {verify_tls!r} is not a file")
         if prefix:
-            validate_prefix(prefix)
+            try:
+                validate_prefix(prefix)
+            except InvalidKeyError as exc:
+                raise ConfigError(f"S3 node {name!r}: bad prefix: {exc}") from exc
             prefix = prefix.rstrip("/") + "/"
 
         self._name = name
@@ -210,7 +213,6 @@ class S3Node:
         self._retain_until = retain_until
         self._clock = clock
         self._list_page_size = list_page_size
-        self._versioned: bool | None = None  # learnt on first delete
         self._closed = False
 
         options: dict[str, Any] = {
@@ -361,9 +363,13 @@ class S3Node:
         NodePermissionError, and the blob stays readable.
         """
         okey = self._object_key(key)
-        if self._versioned is None:
-            self._versioned = await self._call("delete", key, self._bucket_is_versioned)
-        if not self._versioned:
+        # Asked every time, not cached: an operator may enable versioning on the
+        # bucket at any moment, and a stale answer would leave bytes behind a
+        # delete marker. Object Lock implies versioning.
+        versioned = self.retention_date() is not None or await self._call(
+            "delete", key, self._bucket_is_versioned
+        )
+        if not versioned:
             await self._call(
                 "delete", key, lambda: self._client.delete_object(Bucket=self._bucket, Key=okey)
             )
@@ -470,7 +476,6 @@ class S3Node:
 
         if not await self._call("ensure_bucket", None, exists):
             await self._call("ensure_bucket", None, create)
-            self._versioned = want_lock
             return
         if want_lock and not await self._call("ensure_bucket", None, lock_enabled):
             raise ConfigError(
