@@ -17,35 +17,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
 from notary.index.models import Document
+from notary.ledger import Ledger
 
 log = logging.getLogger(__name__)
-
-
-class CommitInfoLike(Protocol):
-    @property
-    def leaf_index(self) -> int: ...
-
-    @property
-    def block_height(self) -> int: ...
-
-
-class Ledger(Protocol):
-    """The ledger operations anchoring needs (embedded validators or an HTTP client)."""
-
-    async def submit(self, entries: Sequence[bytes]) -> object:
-        """Submit entries; idempotent. Raises when the ledger is busy or unreachable."""
-        ...
-
-    async def wait_committed(self, entry_hash: bytes, timeout: float) -> CommitInfoLike:
-        """Wait until the entry with this leaf hash is committed; raise on timeout."""
-        ...
 
 
 class AnchorWorker:

@@ -21,21 +21,28 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chain.checkpoint import parse_checkpoint
+from chain.errors import ChainError
 from chain.merkle import leaf_hash
+from chain.node.results import NotFoundError as ChainNotFound
+from chain.note import parse_note
 from notary import errors
 from notary.entry import document_entry
 from notary.index.models import Document
+from notary.ledger import Ledger
 from notary.metadata import UploadMetadata
+from notary.receipt import Receipt
 from storage import DigestMismatchError as StorageDigestMismatch
 from storage import DocumentStore, Manifest, StorageError
 from storage.manifest import from_dict, to_dict
 
+_T = TypeVar("_T")
 Clock = Callable[[], datetime]
 RandomBytes = Callable[[int], bytes]
 
@@ -154,6 +161,8 @@ class NotaryService:
         store: DocumentStore,
         sessions: async_sessionmaker[AsyncSession],
         anchorer: Anchorer,
+        ledger: Ledger,
+        chain_id: str,
         *,
         max_upload_bytes: int,
         clock: Clock = lambda: datetime.now(UTC),
@@ -162,6 +171,8 @@ class NotaryService:
         self.store = store
         self.sessions = sessions
         self.anchorer = anchorer
+        self.ledger = ledger
+        self.chain_id = chain_id
         self.max_upload_bytes = max_upload_bytes
         self._clock = clock
         self._random = random_bytes
@@ -303,6 +314,72 @@ class NotaryService:
                 ) from None
             view = await self.get(who, doc_id)
         return view
+
+    async def receipt(self, who: Principal, doc_id: str, tree_size: int | None = None) -> Receipt:
+        """The document's receipt against the latest checkpoint, or the one of ``tree_size``.
+
+        NotAnchoredError until the entry is committed; BadRequestError for a tree size
+        that does not yet cover the entry; NotFoundError for an unknown tree size.
+        """
+        async with self.sessions() as s:
+            row = await self._visible(s, who, doc_id)
+        if row.status != "anchored" or row.leaf_index is None or row.entry is None:
+            raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
+        assert row.sha256 is not None and row.size is not None
+        note = await self._checkpoint(tree_size)
+        size = parse_checkpoint(parse_note(note).text).size
+        if row.leaf_index >= size:
+            raise errors.BadRequestError(
+                f"the checkpoint of tree size {size} does not yet include leaf {row.leaf_index}"
+            )
+        proof = await self._call_ledger(
+            self.ledger.inclusion_proof(size, leaf_index=row.leaf_index)
+        )
+        return Receipt(
+            chain_id=self.chain_id,
+            document_sha256=bytes.fromhex(row.sha256),
+            document_size=row.size,
+            salt=row.salt,
+            entry=row.entry,
+            leaf_index=row.leaf_index,
+            tree_size=size,
+            inclusion_proof=tuple(proof.hashes),
+            checkpoint=note,
+        )
+
+    async def _checkpoint(self, tree_size: int | None) -> str:
+        if tree_size is None:
+            note = await self._call_ledger(self.ledger.latest_checkpoint())
+            if note is None:
+                raise errors.ChainUnavailableError("the ledger has no committed checkpoint yet")
+            return note
+        try:
+            return await self.ledger.checkpoint(tree_size)
+        except ChainNotFound:
+            raise errors.NotFoundError(
+                f"no committed checkpoint of tree size {tree_size}"
+            ) from None
+
+    async def _call_ledger(self, op: Awaitable[_T]) -> _T:
+        try:
+            return await op
+        except ChainError as e:
+            raise errors.ChainUnavailableError(f"the ledger could not answer: {e}") from None
+
+    async def latest_checkpoint(self) -> str:
+        """The newest committed checkpoint note."""
+        return await self._checkpoint(None)
+
+    async def consistency(self, old_size: int, new_size: int) -> tuple[bytes, ...]:
+        """A consistency proof between two committed tree sizes."""
+        if not 0 < old_size <= new_size:
+            raise errors.BadRequestError("need 0 < from <= to")
+        await self._checkpoint(new_size)  # 404 unless that size was committed
+        try:
+            proof = await self.ledger.consistency_proof(old_size, new_size)
+        except ChainNotFound:
+            raise errors.NotFoundError(f"no tree of size {new_size}") from None
+        return tuple(proof.hashes)
 
     async def manifest(self, who: Principal, doc_id: str) -> tuple[DocumentView, Manifest]:
         """The document and its storage manifest; NotAnchoredError while still storing."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -11,9 +12,15 @@ from notary.http.problems import problem_middleware
 
 
 def create_app(
-    checks: Mapping[str, ReadinessCheck], *, client_max_size: int = 1024 * 1024
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    client_max_size: int = 1024 * 1024,
+    extra_middlewares: Sequence[Any] = (),
 ) -> web.Application:
-    """Build the application: problem-details middleware, health and readiness routes."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=client_max_size)
+    """Build the application: problem-details middleware (outermost, so it also answers
+    for the others), then ``extra_middlewares``; health and readiness routes."""
+    app = web.Application(
+        middlewares=[problem_middleware, *extra_middlewares], client_max_size=client_max_size
+    )
     app.add_routes(health_routes(checks))
     return app

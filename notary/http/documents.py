@@ -95,7 +95,9 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_type == "multipart/form-data":
         meta, body, _ = await _multipart(request, query)
     else:
-        if request.content_type not in ("", "application/octet-stream"):
+        # curl's --data-binary says form-urlencoded unless told otherwise: not a document type.
+        generic = ("", "application/octet-stream", "application/x-www-form-urlencoded")
+        if request.content_type not in generic:
             query.setdefault("media_type", request.content_type)
         meta, body = parse_metadata(query), _raw_body(request)
     who = principal(request)
@@ -104,7 +106,12 @@ async def upload(request: web.Request) -> web.Response:
     if wait:
         timeout = _timeout(request.query.get("timeout"))
         doc = await service.wait_anchored(who, doc.id, timeout)
-        return web.json_response(doc.to_json(), status=201, headers={"Location": location})
+        receipt = await service.receipt(who, doc.id)
+        return web.json_response(
+            {"document": doc.to_json(), "receipt": receipt.to_json()},
+            status=201,
+            headers={"Location": location},
+        )
     return web.json_response(doc.to_json(), status=202, headers={"Location": location})
 
 
@@ -195,6 +202,40 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _int_param(request: web.Request, name: str, required: bool = True) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        if required:
+            raise errors.BadRequestError(f"query parameter {name!r} is required")
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise errors.BadRequestError(f"{name} must be a non-negative integer")
+    return int(text)
+
+
+async def get_receipt(request: web.Request) -> web.Response:
+    """GET /v1/documents/{id}/receipt[?tree_size=N]: the receipt (docs/receipt-format.md)."""
+    tree_size = _int_param(request, "tree_size", required=False)
+    receipt = await request.app[SERVICE].receipt(principal(request), _doc_id(request), tree_size)
+    return web.json_response(receipt.to_json())
+
+
+async def latest_checkpoint(request: web.Request) -> web.Response:
+    """GET /v1/checkpoints/latest: the newest committed checkpoint, as a signed note."""
+    note = await request.app[SERVICE].latest_checkpoint()
+    return web.Response(text=note, content_type="text/plain", charset="utf-8")
+
+
+async def consistency_proof(request: web.Request) -> web.Response:
+    """GET /v1/proofs/consistency?from=&to=: RFC 9162 consistency proof (base64 hashes)."""
+    old, new = _int_param(request, "from"), _int_param(request, "to")
+    assert old is not None and new is not None
+    hashes = await request.app[SERVICE].consistency(old, new)
+    return web.json_response(
+        {"from": old, "to": new, "hashes": [base64.b64encode(h).decode() for h in hashes]}
+    )
+
+
 def document_routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
@@ -202,4 +243,7 @@ def document_routes() -> list[web.RouteDef]:
         web.get("/v1/documents/{doc_id}", get_document),
         web.get("/v1/documents/{doc_id}/versions", get_versions),
         web.get("/v1/documents/{doc_id}/content", get_content),
+        web.get("/v1/documents/{doc_id}/receipt", get_receipt),
+        web.get("/v1/checkpoints/latest", latest_checkpoint),
+        web.get("/v1/proofs/consistency", consistency_proof),
     ]

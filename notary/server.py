@@ -1,0 +1,212 @@
+"""Assembling the service from its settings, and running it.
+
+The embedded default (no configuration): six folder storage nodes under
+``<data_dir>/nodes``, SQLite at ``<data_dir>/index.sqlite3``, four validators in this
+process under ``<data_dir>/chain`` (keys and trust file created on first start and
+reused afterwards), the API on 127.0.0.1:8080.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from chain.node.inprocess import EmbeddedChain, start_embedded
+from notary.anchoring import AnchorWorker
+from notary.config import S3NodeSettings, Settings
+from notary.errors import NotaryError
+from notary.http.app import create_app
+from notary.http.documents import SERVICE, document_routes
+from notary.index.db import create_engine, ensure_current
+from notary.service import NotaryService, Principal
+from storage import DocumentStore
+from storage.nodes import LocalFolderNode, StorageNode
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NODES = 6
+# An upload still "storing" after this long was interrupted by a crash.
+STALE_UPLOAD = timedelta(hours=1)
+
+
+def storage_nodes(settings: Settings) -> list[StorageNode]:
+    """The storage nodes the settings name (the embedded six folders by default)."""
+    if not settings.storage.nodes:
+        root = settings.data_dir / "nodes"
+        return [
+            LocalFolderNode(f"node-{i}", root / f"node-{i}", zone=f"zone-{i}")
+            for i in range(EMBEDDED_NODES)
+        ]
+    nodes: list[StorageNode] = []
+    for n in settings.storage.nodes:
+        if isinstance(n, S3NodeSettings):
+            from storage.nodes.s3 import S3Node
+
+            nodes.append(
+                S3Node(
+                    n.name,
+                    endpoint_url=n.endpoint_url,
+                    bucket=n.bucket,
+                    access_key=n.access_key,
+                    secret_key=n.secret_key,
+                    region=n.region,
+                    zone=n.zone,
+                    prefix=n.prefix,
+                    object_lock_days=n.object_lock_days,
+                    verify_tls=n.verify_tls,
+                    read_timeout=settings.storage.node_timeout,
+                )
+            )
+        else:
+            nodes.append(LocalFolderNode(n.name, n.path, zone=n.zone))
+    return nodes
+
+
+@dataclass
+class Notary:
+    """A running service's parts (for ``serve`` and for tests)."""
+
+    app: web.Application
+    service: NotaryService
+    store: DocumentStore
+    engine: AsyncEngine
+    chain: EmbeddedChain
+    worker: AnchorWorker
+
+    @property
+    def trust_path(self) -> Path:
+        return self.chain.trust_path
+
+    async def close(self) -> None:
+        """Stop anchoring, the validators, storage and the database, in that order."""
+        await self.worker.stop()
+        await self.chain.stop()
+        await self.store.close()
+        await self.engine.dispose()
+
+
+def _anonymous(request: web.Request) -> Principal:
+    # The embedded default serves 127.0.0.1 only and has no accounts: every caller acts
+    # as the local administrator.
+    return Principal(org="local", role="admin", name="local")
+
+
+def _auth_middleware(
+    resolve: Callable[[web.Request], Principal],
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def authenticate(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request["principal"] = resolve(request)
+        return await handler(request)
+
+    return authenticate
+
+
+async def build(settings: Settings) -> Notary:
+    """Start every part the settings describe; the caller must ``close`` the result."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database_url())
+    try:
+        await ensure_current(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    store = DocumentStore(
+        storage_nodes(settings),
+        k=settings.storage.k,
+        m=settings.storage.m,
+        segment_size=settings.storage.segment_size,
+        node_timeout=settings.storage.node_timeout,
+    )
+    if settings.chain.mode != "embedded":
+        raise NotaryError("chain.mode = remote is not available yet; use the embedded chain")
+    chain = await start_embedded(
+        settings.data_dir / "chain", n=settings.chain.validators, chain_id=settings.chain.chain_id
+    )
+    worker = AnchorWorker(chain, sessions)
+    service = NotaryService(
+        store,
+        sessions,
+        worker,
+        chain,
+        chain.trust.chain_id,
+        max_upload_bytes=settings.limits.max_upload_bytes,
+    )
+    await service.abandon_unfinished(STALE_UPLOAD)
+    worker.start(await service.pending())
+
+    async def storage_ready() -> str:
+        # A stat of a key that never exists: any answer, even "no such blob", is a live node.
+        answers = await store.pool.settle(
+            [store.pool.stat(name, "health/probe") for name in store.pool.names]
+        )
+        up = sum(1 for a in answers if not isinstance(a, BaseException))
+        needed = store.k + store.m
+        if up < needed:
+            raise NotaryError(f"{up} of {len(answers)} storage nodes reachable, {needed} needed")
+        return f"{up} of {len(answers)} storage nodes reachable"
+
+    async def database_ready() -> str:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return "reachable"
+
+    async def chain_ready() -> str:
+        status = await chain.status()
+        return f"height {status.get('height')}, {len(chain.replicas)} validators in process"
+
+    app = create_app(
+        {"storage": storage_ready, "database": database_ready, "chain": chain_ready},
+        extra_middlewares=[_auth_middleware(_anonymous)],
+    )
+    app[SERVICE] = service
+    app.add_routes(document_routes())
+    return Notary(app, service, store, engine, chain, worker)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.server.tls_cert is None or settings.server.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[Notary, str]]:
+    """The service listening on its configured address; yields it and its base URL."""
+    notary = await build(settings)
+    runner = web.AppRunner(notary.app, access_log=None)
+    try:
+        await runner.setup()
+        tls = _ssl_context(settings)
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=tls)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        scheme = "https" if tls else "http"
+        yield notary, f"{scheme}://{host}:{port}"
+    finally:
+        await runner.cleanup()
+        await notary.close()
+
+
+async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
+    """Run until cancelled (SIGINT/SIGTERM), announcing the URL and the trust file."""
+    async with running(settings) as (notary, url):
+        announce(f"notary API listening on {url}")
+        announce(f"trust file (for offline verification): {notary.trust_path.resolve()}")
+        announce(f"data under {settings.data_dir.resolve()}; stop with Ctrl-C")
+        await asyncio.Event().wait()
