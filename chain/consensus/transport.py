@@ -9,6 +9,8 @@ sync replies, every consensus message authenticates itself by signature.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -96,3 +98,19 @@ class InMemoryTransport:
         for peer in self._network.peers():
             if peer != self.name:
                 self._network.deliver(self.name, peer, message)
+
+
+class AsyncioClock:
+    """Wall-clock time and timers on an asyncio event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop`` for timers (the loop the core's handlers run on)."""
+        self._loop = loop
+
+    def now_ms(self) -> int:
+        """Milliseconds since the Unix epoch."""
+        return time.time_ns() // 1_000_000
+
+    def call_later(self, delay_ms: int, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the loop after ``delay_ms``."""
+        return self._loop.call_later(max(0, delay_ms) / 1000, callback)
