@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli import keys as keys_commands
+from cli import node as node_commands
 from cli import serve as serve_commands
 from cli import verify as verify_commands
 
@@ -20,3 +21,5 @@ root.add_command(keys_commands.genesis)
 root.add_command(verify_commands.verify)
 root.add_command(serve_commands.serve)
 root.add_command(serve_commands.db)
+root.add_command(node_commands.node)
+root.add_command(node_commands.chain)

@@ -1,0 +1,180 @@
+"""The consensus :class:`~chain.consensus.transport.Transport` over aiohttp.
+
+Every message leaves as its wire frame (:mod:`chain.node.wire`) in an HTTP POST to
+``<peer>/peer/v1/messages``; one long-lived keep-alive session, one sender task and one
+bounded queue per peer. The sender drains its queue into batches (one POST carries many
+frames), so a slow peer costs one queue, never the node: when the queue is full the
+oldest frame is dropped (consensus tolerates loss; catch-up refetches blocks). A failed
+POST marks the peer down and the sender backs off exponentially (with jitter) before
+reconnecting. Headers ``X-Notary-Chain`` and ``X-Notary-Peer`` carry the chain id and the
+sender's name (a return address only: every consensus message authenticates itself by
+signature, bound to chain id and view).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from chain.consensus.messages import Message
+from chain.node.wire import encode_batch, encode_message
+
+logger = logging.getLogger(__name__)
+
+PEER_PATH = "/peer/v1/messages"
+CHAIN_HEADER = "X-Notary-Chain"
+PEER_HEADER = "X-Notary-Peer"
+BATCH_BYTES = 8 << 20
+BATCH_FRAMES = 512
+
+
+@dataclass
+class PeerState:
+    """One peer's queue and link state."""
+
+    name: str
+    url: str
+    queue: collections.deque[bytes]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    up: bool = False
+    last_ok: float = 0.0
+    failures: int = 0
+    dropped: int = 0
+    sent: int = 0
+
+
+class HttpTransport:
+    """Sends consensus messages to named peers over HTTP(S); see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        chain_id: str,
+        peers: dict[str, str],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        queue_size: int = 4096,
+        request_timeout_s: float = 10.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        """``peers``: name -> base URL (this node's own name is ignored)."""
+        self.name = name
+        self.chain_id = chain_id
+        self._ssl = ssl_context
+        self._timeout = request_timeout_s
+        self._max_backoff = max_backoff_s
+        self.peers: dict[str, PeerState] = {
+            n: PeerState(n, url.rstrip("/"), collections.deque(maxlen=queue_size))
+            for n, url in peers.items()
+            if n != name
+        }
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+
+    # -- Transport protocol ----------------------------------------------------------
+
+    def send(self, to: str, message: Message) -> None:
+        """Queue ``message`` for ``to`` (dropped if ``to`` is unknown)."""
+        peer = self.peers.get(to)
+        if peer is not None and not self._closed:
+            self._enqueue(peer, encode_message(message))
+
+    def broadcast(self, message: Message) -> None:
+        """Queue ``message`` for every peer (encoded once)."""
+        if self._closed:
+            return
+        frame = encode_message(message)
+        for peer in self.peers.values():
+            self._enqueue(peer, frame)
+
+    def _enqueue(self, peer: PeerState, frame: bytes) -> None:
+        if len(peer.queue) == peer.queue.maxlen:
+            peer.dropped += 1  # deque(maxlen) drops the oldest frame
+        peer.queue.append(frame)
+        peer.wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the session and start one sender task per peer (on the running loop)."""
+        connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl else True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers={CHAIN_HEADER: self.chain_id, PEER_HEADER: self.name},
+        )
+        for peer in self.peers.values():
+            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-{peer.name}"))
+
+    async def close(self) -> None:
+        """Stop the senders and close the session; queued frames are discarded."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def peers_up(self) -> list[str]:
+        """Peers whose last delivery attempt succeeded."""
+        return sorted(p.name for p in self.peers.values() if p.up)
+
+    def stats(self) -> dict[str, dict[str, object]]:
+        """Per-peer counters (for status and debugging)."""
+        return {
+            p.name: {"up": p.up, "queued": len(p.queue), "sent": p.sent, "dropped": p.dropped}
+            for p in self.peers.values()
+        }
+
+    # -- the sender of one peer ----------------------------------------------------------
+
+    async def _sender(self, peer: PeerState) -> None:
+        assert self._session is not None
+        url = peer.url + PEER_PATH
+        while not self._closed:
+            if not peer.queue:
+                peer.wake.clear()
+                await peer.wake.wait()
+                continue
+            frames: list[bytes] = []
+            size = 0
+            while peer.queue and len(frames) < BATCH_FRAMES and size < BATCH_BYTES:
+                frame = peer.queue.popleft()
+                frames.append(frame)
+                size += len(frame)
+            try:
+                async with self._session.post(
+                    url,
+                    data=encode_batch(frames),
+                    headers={"Content-Type": "application/octet-stream"},
+                ) as resp:
+                    await resp.read()
+                    if resp.status >= 300:
+                        raise aiohttp.ClientResponseError(
+                            resp.request_info, (), status=resp.status, message=resp.reason or ""
+                        )
+                peer.sent += len(frames)
+                if not peer.up:
+                    logger.info("%s: peer %s is up", self.name, peer.name)
+                peer.up = True
+                peer.failures = 0
+                peer.last_ok = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                peer.dropped += len(frames)
+                if peer.up or peer.failures == 0:
+                    logger.warning("%s: peer %s unreachable: %s", self.name, peer.name, e)
+                peer.up = False
+                peer.failures += 1
+                delay = min(self._max_backoff, 0.05 * 2 ** min(peer.failures, 10))
+                await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
