@@ -26,6 +26,7 @@ from storage.errors import ConfigError, NodeError, NodeUnavailableError, Storage
 from storage.fetch import Fetched, collect_fragments, decode_segment, fetch_fragment, sha256_hex
 from storage.manifest import FragmentEntry, Manifest, SegmentEntry, manifest_key
 from storage.placement import replacement
+from storage.workers import run_cpu
 
 if TYPE_CHECKING:
     from storage.store import DocumentStore
@@ -256,7 +257,7 @@ async def _repair_segment(
         return None
     missing = sorted(collected.faults)
     try:
-        rebuilt = await asyncio.to_thread(_rebuild, codec, segment, collected.good, missing)
+        rebuilt = await run_cpu(_rebuild, codec, segment, collected.good, missing)
     except StorageError as e:
         tally.unrecoverable_segments += 1
         tally.problems.append(f"segment {segment.index}: {e}")

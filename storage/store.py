@@ -55,6 +55,7 @@ from storage.placement import place
 from storage.pool import NodePool
 from storage.repair import ScrubReport, scrub_documents
 from storage.source import Source, iter_segments
+from storage.workers import run_cpu, tune_allocator
 
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 Clock = Callable[[], datetime]
@@ -100,6 +101,7 @@ class DocumentStore:
         read_ahead: int = 2,
         clock: Clock = _utc_now,
         random_bytes: RandomBytes = os.urandom,
+        tune_malloc: bool = True,
     ) -> None:
         """Configure a store. Raises ConfigError for invalid codec parameters,
         duplicate node names, or a pool of fewer than k + m nodes.
@@ -107,7 +109,10 @@ class DocumentStore:
         ``ec_type=None`` picks ISA-L Cauchy Reed-Solomon, or liberasurecode's
         own Reed-Solomon where ISA-L cannot load. ``clock`` and ``random_bytes``
         are injected for tests (creation time, generated document ids).
+        ``tune_malloc`` applies :func:`storage.workers.tune_allocator` (process-wide).
         """
+        if tune_malloc:
+            tune_allocator()
         self._codec = SegmentCodec(k, m, ec_type)
         if segment_size < 1:
             raise ConfigError("segment_size must be positive")
@@ -200,7 +205,7 @@ class DocumentStore:
                         break
                     index = len(tasks)
                     size += len(segment)
-                    digest = await asyncio.to_thread(_hash_segment, doc_hasher, segment)
+                    digest = await run_cpu(_hash_segment, doc_hasher, segment)
                     task = asyncio.create_task(
                         self._store_segment(placement, doc_id, index, segment, digest)
                     )
@@ -256,7 +261,7 @@ class DocumentStore:
     async def _store_segment(
         self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
     ) -> SegmentEntry:
-        fragments = await asyncio.to_thread(_encode_and_hash, self._codec, segment)
+        fragments = await run_cpu(_encode_and_hash, self._codec, segment)
         keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
         results = await self._pool.settle(
             [
@@ -346,7 +351,7 @@ class DocumentStore:
                 lo = max(start - offset, 0)
                 hi = min(end - offset, len(data))
                 if doc_hasher is not None:
-                    await asyncio.to_thread(doc_hasher.update, data)
+                    await run_cpu(doc_hasher.update, data)
                 yield data if (lo == 0 and hi == len(data)) else data[lo:hi]
             if doc_hasher is not None and doc_hasher.hexdigest() != manifest.sha256:
                 raise IntegrityError(
@@ -381,7 +386,7 @@ class DocumentStore:
                     faults={f.entry.node: str(f.fault) for f in collected.faults.values()},
                 )
             )
-        return await asyncio.to_thread(decode_segment, codec, segment, collected.good)
+        return await run_cpu(decode_segment, codec, segment, collected.good)
 
     async def read_bytes(self, manifest: Manifest) -> bytes:
         """The whole document in memory (for small documents and tests)."""

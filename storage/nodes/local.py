@@ -14,6 +14,7 @@ the node is gone (NodeUnavailableError); it is never silently recreated.
 # objects on the hot path of every fragment read and write.)
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -55,6 +56,16 @@ def map_os_error(node: str, key: str | None, error: OSError) -> NodeError:
     return NodeIOError(node, key, text)
 
 
+class _DirSync:
+    """Group-commit state of one folder's fsyncs."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.requested = 0  # tickets handed out (renames done)
+        self.synced = 0  # highest ticket covered by a completed fsync
+        self.users = 0
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -80,6 +91,7 @@ class LocalFolderNode:
         if create:
             root.mkdir(parents=True, exist_ok=True)
         self._root = os.path.realpath(root)
+        self._dir_syncs: dict[str, _DirSync] = {}
         self._remove_stale_temps()
 
     @property
@@ -143,13 +155,36 @@ class LocalFolderNode:
             except BaseException:
                 await _remove_quietly(temp)
                 raise
-            await aiofiles.os.wrap(_fsync_dir)(parent)
+            await self._sync_dir(parent)
         except OSError as e:
             self._check_root(key)
             if e.errno == errno.ENOENT:
                 # The folder vanished under us: that is a failed write, not a missing blob.
                 raise NodeIOError(self._name, key, "folder disappeared during write") from e
             raise map_os_error(self._name, key, e) from e
+
+    async def _sync_dir(self, parent: str) -> None:
+        """Make a completed rename in ``parent`` durable, sharing fsyncs between writers.
+
+        Group commit: each writer takes a ticket after its rename; one fsync of
+        the folder that *starts* after a ticket was taken covers it, so writers
+        that queued while an fsync ran are all covered by the next single one.
+        """
+        state = self._dir_syncs.setdefault(parent, _DirSync())
+        state.requested += 1
+        ticket = state.requested
+        state.users += 1
+        try:
+            async with state.lock:
+                if state.synced >= ticket:
+                    return
+                target = state.requested
+                await _fsync_dir_async(parent)
+                state.synced = target
+        finally:
+            state.users -= 1
+            if state.users == 0:
+                self._dir_syncs.pop(parent, None)
 
     async def get(self, key: str) -> bytes:
         """Return the blob's bytes; BlobNotFoundError if there is none."""
@@ -235,6 +270,9 @@ def _walk_keys(root: str, base: str) -> list[str]:
             if not os.path.islink(os.path.join(dirpath, f)):
                 keys.append(key)
     return keys
+
+
+_fsync_dir_async = aiofiles.os.wrap(_fsync_dir)
 
 
 async def _remove_quietly(path: str) -> None:
