@@ -8,10 +8,9 @@
 #   s3-test-cluster.sh restart-gateway DIR N   # bring it back (same port, same data)
 #   s3-test-cluster.sh stop DIR                # stop everything started in DIR
 #
-# Each gateway is an independent S3 node: gateway 1 serves the default zone,
-# gateway N > 1 its own realm/zonegroup/zone "rN/zgN/zN", so each has its own
-# users and buckets (an empty namespace) and costs ~40 MB instead of a whole
-# cluster. Each gateway has its own pid file (DIR/run/client.rgwN.pid), so a
+# Each gateway is an independent S3 node: gateway N serves its own
+# realm/zonegroup/zone "rN/zgN/zN" (pools zN.rgw.*), so each has its own users
+# and buckets (an empty namespace) and costs ~35 MB instead of a whole cluster. Each gateway has its own pid file (DIR/run/client.rgwN.pid), so a
 # test takes one node away by killing that process. Memstore keeps objects in
 # the OSD's memory: they are lost when the OSD dies (fine for tests).
 #
@@ -86,9 +85,10 @@ show_log() {
   fi
 }
 
-# The zone flags for gateway N: gateway 1 serves the default zone.
+# The zone flags for gateway N (radosgw-admin spelling). Always explicit: a
+# command without them would use the default realm, which is whichever realm
+# was created first.
 zone_flags() {
-  if [ "$1" -eq 1 ]; then return 0; fi
   echo "--rgw-realm=r$1 --rgw-zonegroup=zg$1 --rgw-zone=z$1"
 }
 
@@ -164,9 +164,9 @@ EOF
     || { show_log "$d/log/osd.0.log"; exit 1; }
   echo "s3-test-cluster: mon+osd up in $(elapsed "$t0")s" >&2
 
-  # Realms for gateways 2..N (cheap: a few monitor round trips each).
+  # A realm per gateway (cheap: a few monitor round trips each).
   local i
-  for ((i = 2; i <= n; i++)); do
+  for ((i = 1; i <= n; i++)); do
     {
       radosgw-admin realm create --rgw-realm="r$i"
       radosgw-admin zonegroup create --rgw-realm="r$i" --rgw-zonegroup="zg$i" --master
@@ -183,11 +183,8 @@ EOF
   # which is the slow part, and the monitor batches those proposals.
   for ((i = 1; i <= n; i++)); do
     local port=${rgw_ports[$((i - 1))]}
-    local extra=()
-    if [ "$i" -gt 1 ]; then
-      extra=(--rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i")
-    fi
-    radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" "${extra[@]}" \
+    radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" \
+      --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
       2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
   done
   for ((i = 1; i <= n; i++)); do
@@ -243,19 +240,15 @@ restart_gateway() {
   # osd_client_watch_timeout), and a new gateway's startup notifications wait
   # ~10 s on each of them. Only this gateway serves its zone, so every watcher
   # left there is stale: blocklist its address, which drops its watches at once.
-  local pool=default.rgw.control
-  if [ "$i" -gt 1 ]; then pool="z$i.rgw.control"; fi
+  local pool="z$i.rgw.control"
   local obj addr
   for obj in $(rados -p "$pool" ls 2>/dev/null); do
     rados -p "$pool" listwatchers "$obj" 2>/dev/null
   done | sed -n 's/^watcher=\([^ ]*\) .*/\1/p' | sort -u | while read -r addr; do
     ceph osd blocklist add "$addr" 3600 >>"$d/log/setup.log" 2>&1 || true
   done
-  local extra=()
-  if [ "$i" -gt 1 ]; then
-    extra=(--rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i")
-  fi
-  radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" "${extra[@]}" \
+  radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" \
+    --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
     2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
   wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "$url" \
     || { show_log "$d/log/client.rgw$i.log"; exit 1; }

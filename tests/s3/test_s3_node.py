@@ -185,3 +185,18 @@ async def test_closed_node_refuses_calls(make_node: MakeNode) -> None:
     await node.close()  # idempotent
     with pytest.raises(NodeUnavailableError):
         await node.get("k")
+
+
+async def test_gateways_are_independent_namespaces(
+    make_node: MakeNode, s3_cluster: S3Cluster
+) -> None:
+    # The same bucket and key on every gateway hold each gateway's own bytes;
+    # otherwise "six nodes" would secretly be one.
+    nodes = [await make_node(i, name=f"g{i}") for i in range(1, 7)]
+    for i, node in enumerate(nodes, start=1):
+        await node.put("who", f"gateway {i}".encode())
+    for i, node in enumerate(nodes, start=1):
+        assert await node.get("who") == f"gateway {i}".encode()
+        assert [k async for k in node.list()] == ["who"]
+    users = {s3_cluster.gateway(i).access_key for i in range(1, 7)}
+    assert len(users) == 6
