@@ -2,8 +2,9 @@
 
 Entries from concurrent uploads are batched: the worker drains what is queued (up to
 ``batch_size`` entries, waiting at most ``linger`` seconds for more) and submits them in
-one call. Each submitted entry then gets a watcher that waits for the commit, records
-leaf index and block height in the index, and wakes whoever waits for that document.
+one call. Each submitted entry then gets a watcher that waits for the commit and for
+the signed checkpoint covering it, records leaf index and block height in the index,
+and wakes whoever waits for that document.
 
 The index is the source of truth: every document in state ``anchoring`` is resubmitted
 at start (submission is idempotent: the ledger deduplicates entries by hash), so an
@@ -116,6 +117,9 @@ class AnchorWorker:
     async def _watch(self, doc_id: str, entry: bytes) -> None:
         try:
             info = await self._ledger.wait_committed(leaf_hash(entry), self._commit_timeout)
+            # "Anchored" means a receipt can be issued: a checkpoint covering the entry
+            # carries enough validator signatures (they are gathered after the commit).
+            await self._ledger.checkpoint(info.tree_size, timeout=self._commit_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -26,7 +26,7 @@ from notary.anchoring import AnchorWorker
 from notary.config import S3NodeSettings, Settings
 from notary.errors import NotaryError
 from notary.http.app import create_app
-from notary.http.documents import SERVICE, document_routes
+from notary.http.documents import PRINCIPAL, SERVICE, document_routes
 from notary.index.db import create_engine, ensure_current
 from notary.service import NotaryService, Principal
 from storage import DocumentStore
@@ -108,7 +108,7 @@ def _auth_middleware(
     async def authenticate(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request["principal"] = resolve(request)
+        request[PRINCIPAL] = resolve(request)
         return await handler(request)
 
     return authenticate

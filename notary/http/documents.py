@@ -16,16 +16,17 @@ from notary.service import NotaryService, Principal
 from storage import StorageError
 
 SERVICE = web.AppKey("service", NotaryService)
+PRINCIPAL = web.RequestKey("principal", Principal)
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller, set by the authentication middleware."""
-    who = request.get("principal")
-    if not isinstance(who, Principal):
-        raise errors.NotaryError("no principal on the request")
-    return who
+    try:
+        return request[PRINCIPAL]
+    except KeyError:
+        raise errors.NotaryError("no principal on the request") from None
 
 
 def _doc_id(request: web.Request) -> str:
