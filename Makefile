@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Start what exists of the service on its embedded default (see README).
+## Start the service on its embedded default: API on 127.0.0.1:8080, data under ./var.
 run: $(STAMP)
+	$(BIN)/notary db upgrade
 	$(BIN)/notary serve
 
 ## Everything CI checks: lint, type check, the whole test suite.
