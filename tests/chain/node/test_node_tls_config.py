@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -35,9 +36,10 @@ async def test_tls_cluster_commits_and_clients_verify_the_ca(tmp_path: Path) -> 
             with pytest.raises(LedgerClientError, match="no validator answered"):
                 await untrusting.status()
         # `notary chain status` over TLS.
-        out = subprocess.run(
-            [sys.executable, "-m", "cli.main", "chain", "status", "--url", cluster.urls()[0]]
-            + ["--ca", str(cluster.ca)],
+        args = ["chain", "status", "--url", cluster.urls()[0], "--ca", str(cluster.ca)]
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cli.main", *args],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -48,6 +50,9 @@ async def test_tls_cluster_commits_and_clients_verify_the_ca(tmp_path: Path) -> 
     finally:
         for node in cluster.nodes:
             node.stop()
+
+
+OBS = 'name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\n'
 
 
 def _write(path: Path, text: str) -> Path:
@@ -63,22 +68,22 @@ def _write(path: Path, text: str) -> Path:
         ('name = "a"\ntrust_file = "t"\ndata_dir = "d"\n', "'key_file'"),
         ('name = "a"\nrole = "observer"\ndata_dir = "d"\n', "'trust_file'"),
         (
-            'name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\n[listen]\nport = 70000\n',
+            OBS + "[listen]\nport = 70000\n",
             "'listen.port'",
         ),
         (
-            'name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\n[tls]\ncert = "c.pem"\n',
+            OBS + '[tls]\ncert = "c.pem"\n',
             "'tls.",
         ),
         (
-            'name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\n[peers]\nv1 = "ftp://x"\n',
+            OBS + '[peers]\nv1 = "ftp://x"\n',
             "'peers.v1'",
         ),
         (
-            'name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\n[limits]\npeer_queue = 0\n',
+            OBS + "[limits]\npeer_queue = 0\n",
             "'limits.peer_queue'",
         ),
-        ('name = "a"\nrole = "observer"\ntrust_file = "t"\ndata_dir = "d"\nbogus = 1\n', "'bogus'"),
+        (OBS + "bogus = 1\n", "'bogus'"),
         ("name = \n", "not valid TOML"),
     ],
 )
