@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from notary.http.health import ReadinessCheck, health_routes
+from notary.http.openapi import openapi
 from notary.http.problems import problem_middleware
 
 
@@ -23,4 +24,5 @@ def create_app(
         middlewares=[problem_middleware, *extra_middlewares], client_max_size=client_max_size
     )
     app.add_routes(health_routes(checks))
+    app.router.add_get("/openapi.json", openapi)
     return app

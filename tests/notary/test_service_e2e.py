@@ -216,3 +216,17 @@ def _admin():  # type: ignore[no-untyped-def]
     from notary.service import Principal
 
     return Principal(org="local", role="admin", name="test")
+
+
+async def test_openapi_describes_exactly_the_routes(api: Api) -> None:
+    status, raw, _ = await api.get("/openapi.json")
+    spec = json.loads(raw)
+    assert status == 200 and spec["openapi"].startswith("3.")
+    described = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    routed = set()
+    for route in api.notary.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method != "HEAD":
+            routed.add((path, route.method))
+    assert described == routed
