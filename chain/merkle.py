@@ -422,9 +422,13 @@ def extend_levels(
     lists, per level L, the perfect subtrees completed by this append, i.e. nodes
     ``(L, i)`` for ``size >> L <= i < new_size >> L`` in index order (level 0 is
     ``leaf_hashes`` itself). The second is the frontier of ``[0, new_size)``.
-    Cost: O(k + log n) hashes for k leaves. Precondition: ``len(frontier)`` equals the
-    number of set bits of ``size``.
+    Cost: O(k + log n) hashes for k leaves. Raises ProofError unless ``len(frontier)``
+    equals the number of set bits of ``size``.
     """
+    if size < 0 or len(frontier) != size.bit_count():
+        raise ProofError(
+            f"a frontier of size {size} has {size.bit_count()} hashes, got {len(frontier)}"
+        )
     new_size = size + len(leaf_hashes)
     # Frontier hashes sit at the levels of the set bits of size, highest first.
     by_level: dict[int, bytes] = {}
