@@ -4,6 +4,8 @@
 # 127.0.0.1, from Debian's packages (ceph-mon ceph-osd radosgw), without systemd.
 #
 #   s3-test-cluster.sh start DIR MON_PORT RGW_PORT [RGW_PORT...]
+#       a port written tls:PORT serves https, with DIR/tls/cert.pem (self-signed
+#       for 127.0.0.1; from $S3_TLS_CERT/$S3_TLS_KEY if set, else made by openssl)
 #   s3-test-cluster.sh kill-gateway DIR N      # take gateway N (1-based) away (SIGKILL)
 #   s3-test-cluster.sh restart-gateway DIR N   # bring it back (same port, same data)
 #   s3-test-cluster.sh stop DIR                # stop everything started in DIR
@@ -15,7 +17,7 @@
 # the OSD's memory: they are lost when the OSD dies (fine for tests).
 #
 # On success, DIR/gateways.tsv holds one line per gateway:
-#   N <TAB> http://127.0.0.1:PORT <TAB> ACCESS_KEY <TAB> SECRET_KEY <TAB> PID_FILE
+#   N <TAB> http(s)://127.0.0.1:PORT <TAB> ACCESS_KEY <TAB> SECRET_KEY <TAB> PID_FILE
 # and the same lines are printed on stdout. On failure the script stops what it
 # started, prints the tail of the relevant log on stderr and exits non-zero.
 set -euo pipefail
@@ -25,7 +27,7 @@ DEADLINE_SECS=${S3_CLUSTER_DEADLINE:-90}
 die() { echo "s3-test-cluster: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,11p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 }
 
@@ -49,6 +51,15 @@ wait_for() {
 
 pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# True once PID has exited. A killed daemon stays a zombie until init reaps
+# it (over a second here), but it has closed its sockets by then: count
+# zombies as gone.
+pid_gone() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 0
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+
 # Stop every daemon whose pid file is in DIR/run. SIGKILL: nothing in a test
 # cluster is worth keeping (memstore), and a memstore OSD lingers for seconds
 # on SIGTERM once its monitor is gone. Waits until every process is gone.
@@ -61,7 +72,7 @@ stop_dir() {
     kill -KILL "$pid" 2>/dev/null && pids+=("$pid")
   done
   for pid in "${pids[@]}"; do
-    wait_for 10 "pid $pid to exit" bash -c "! kill -0 $pid" || true
+    wait_for 10 "pid $pid to exit" pid_gone "$pid" || true
   done
   rm -f "$d"/run/*.pid
 }
@@ -92,11 +103,57 @@ zone_flags() {
   echo "--rgw-realm=r$1 --rgw-zonegroup=zg$1 --rgw-zone=z$1"
 }
 
+# launch_gateway DIR N URL: start radosgw N for zone N, serving URL.
+launch_gateway() {
+  local d=$1 i=$2 url=$3
+  local port=${url##*:} frontend
+  if [[ $url == https:* ]]; then
+    frontend="beast ssl_endpoint=127.0.0.1:$port ssl_certificate=$d/tls/cert.pem ssl_private_key=$d/tls/key.pem"
+  else
+    frontend="beast endpoint=127.0.0.1:$port"
+  fi
+  radosgw -n "client.rgw$i" --rgw_frontends "$frontend" \
+    --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
+    2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
+}
+
+# wait_gateway DIR N URL: poll until gateway N answers on URL and is ours.
+wait_gateway() {
+  local d=$1 i=$2 url=$3
+  # -k: readiness only; the tests check certificates properly.
+  wait_for "$DEADLINE_SECS" "gateway $i on $url" curl -sk -o /dev/null "$url" \
+    || { show_log "$d/log/client.rgw$i.log"; exit 1; }
+  # Whoever answered must be our gateway, not a stranger on a taken port.
+  pid_alive "$d/run/client.rgw$i.pid" \
+    || { show_log "$d/log/client.rgw$i.log"; die "gateway $i is not running (port taken?)"; }
+}
+
+# make_cert DIR: DIR/tls/{cert,key}.pem for 127.0.0.1.
+make_cert() {
+  local d=$1
+  mkdir -p "$d/tls"
+  if [ -n "${S3_TLS_CERT:-}" ] && [ -n "${S3_TLS_KEY:-}" ]; then
+    cp "$S3_TLS_CERT" "$d/tls/cert.pem"; cp "$S3_TLS_KEY" "$d/tls/key.pem"
+  elif command -v openssl >/dev/null; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$d/tls/key.pem" -out "$d/tls/cert.pem" >>"$d/log/setup.log" 2>&1
+  else
+    die "tls: ports need openssl, or S3_TLS_CERT and S3_TLS_KEY"
+  fi
+}
+
 start_cluster() {
   [ $# -ge 3 ] || usage
   local d mon_port
   d=$(realpath -m "$1"); mon_port=$2; shift 2
-  local rgw_ports=("$@") n=$#
+  local urls=() spec n=$#
+  for spec in "$@"; do
+    case $spec in
+      tls:*) urls+=("https://127.0.0.1:${spec#tls:}") ;;
+      *) urls+=("http://127.0.0.1:$spec") ;;
+    esac
+  done
   require_binaries
   if [ -e "$d/run" ] && compgen -G "$d/run/*.pid" >/dev/null; then
     die "$d already holds a running cluster; stop it first"
@@ -179,34 +236,22 @@ EOF
     } >>"$d/log/setup.log" 2>&1 || { show_log "$d/log/setup.log"; die "creating realm r$i failed"; }
   done
 
+  if [[ " ${urls[*]}" == *" https:"* ]]; then make_cert "$d"; fi
   # All gateways start at once: each creates its zone's pools on first start,
   # which is the slow part, and the monitor batches those proposals.
-  for ((i = 1; i <= n; i++)); do
-    local port=${rgw_ports[$((i - 1))]}
-    radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" \
-      --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
-      2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
-  done
-  for ((i = 1; i <= n; i++)); do
-    local port=${rgw_ports[$((i - 1))]}
-    wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "http://127.0.0.1:$port" \
-      || { show_log "$d/log/client.rgw$i.log"; exit 1; }
-    # Whoever answered must be our gateway, not a stranger on a taken port.
-    pid_alive "$d/run/client.rgw$i.pid" \
-      || { show_log "$d/log/client.rgw$i.log"; die "gateway $i is not running (port $port taken?)"; }
-  done
+  for ((i = 1; i <= n; i++)); do launch_gateway "$d" "$i" "${urls[$((i - 1))]}"; done
+  for ((i = 1; i <= n; i++)); do wait_gateway "$d" "$i" "${urls[$((i - 1))]}"; done
   echo "s3-test-cluster: $n gateway(s) up in $(elapsed "$t0")s" >&2
 
   : >"$d/gateways.tsv.tmp"
   for ((i = 1; i <= n; i++)); do
-    local port=${rgw_ports[$((i - 1))]}
     local access="S3TESTNODE${i}ACCESS"
     local secret; secret=$(tr -d '-' </proc/sys/kernel/random/uuid)
     # shellcheck disable=SC2046
     radosgw-admin user create $(zone_flags "$i") --uid="test$i" --display-name="test$i" \
       --access-key="$access" --secret-key="$secret" >>"$d/log/setup.log" 2>&1 \
       || { show_log "$d/log/setup.log"; die "creating the user of gateway $i failed"; }
-    printf '%s\thttp://127.0.0.1:%s\t%s\t%s\t%s\n' "$i" "$port" "$access" "$secret" \
+    printf '%s\t%s\t%s\t%s\t%s\n' "$i" "${urls[$((i - 1))]}" "$access" "$secret" \
       "$d/run/client.rgw$i.pid" >>"$d/gateways.tsv.tmp"
   done
   mv "$d/gateways.tsv.tmp" "$d/gateways.tsv"
@@ -222,7 +267,7 @@ kill_gateway() {
   [ -s "$f" ] || die "no pid file $f"
   local pid; pid=$(cat "$f")
   kill -KILL "$pid" 2>/dev/null || true
-  wait_for 10 "gateway $2 (pid $pid) to exit" bash -c "! kill -0 $pid"
+  wait_for 10 "gateway $2 (pid $pid) to exit" pid_gone "$pid"
   rm -f "$f"
 }
 
@@ -234,24 +279,20 @@ restart_gateway() {
   export CEPH_CONF="$d/ceph.conf"
   local url; url=$(awk -F'\t' -v n="$i" '$1 == n {print $2}' "$d/gateways.tsv")
   [ -n "$url" ] || die "no gateway $i in $d/gateways.tsv"
-  local port=${url##*:}
   if pid_alive "$d/run/client.rgw$i.pid"; then return 0; fi
   # The killed gateway's watches on its zone's control objects outlive it (for
   # osd_client_watch_timeout), and a new gateway's startup notifications wait
   # ~10 s on each of them. Only this gateway serves its zone, so every watcher
   # left there is stale: blocklist its address, which drops its watches at once.
   local pool="z$i.rgw.control"
-  local obj addr
-  for obj in $(rados -p "$pool" ls 2>/dev/null); do
-    rados -p "$pool" listwatchers "$obj" 2>/dev/null
-  done | sed -n 's/^watcher=\([^ ]*\) .*/\1/p' | sort -u | while read -r addr; do
+  # One client watches all of the zone's notify.N objects: notify.0 names it.
+  local addr
+  rados -p "$pool" listwatchers notify.0 2>/dev/null \
+    | sed -n 's/^watcher=\([^ ]*\) .*/\1/p' | sort -u | while read -r addr; do
     ceph osd blocklist add "$addr" 3600 >>"$d/log/setup.log" 2>&1 || true
   done
-  radosgw -n "client.rgw$i" --rgw_frontends "beast endpoint=127.0.0.1:$port" \
-    --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
-    2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
-  wait_for "$DEADLINE_SECS" "gateway $i on port $port" curl -s -o /dev/null "$url" \
-    || { show_log "$d/log/client.rgw$i.log"; exit 1; }
+  launch_gateway "$d" "$i" "$url"
+  wait_gateway "$d" "$i" "$url"
 }
 
 case "${1:-}" in

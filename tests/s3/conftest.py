@@ -1,10 +1,12 @@
 """Fixtures for the S3 backend's tests against a real S3 server (Ceph RGW).
 
-One Ceph cluster with six gateways (six independent S3 nodes) is started per
-test session by ``scripts/s3-test-cluster.sh`` on free ports and always stopped
-at the end. Without the Ceph packages, or when the cluster cannot start, every
-test using these fixtures is skipped with the reason (shown by ``pytest -ra``);
-set ``S3_TESTS_REQUIRED=1`` (CI with the packages installed) to fail instead.
+One Ceph cluster is started per test session by ``scripts/s3-test-cluster.sh``
+on free ports, and always stopped at the end: six plain-HTTP gateways (six
+independent S3 nodes) and a seventh serving HTTPS with a self-signed
+certificate. Without the Ceph packages, or when the cluster cannot start,
+every test using these fixtures is skipped with the reason (shown by
+``pytest -ra``); set ``S3_TESTS_REQUIRED=1`` (CI with the packages installed)
+to fail instead.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from storage.nodes.s3 import S3Node
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "s3-test-cluster.sh"
-N_GATEWAYS = 6
+N_GATEWAYS = 6  # plain http, gateways 1..6
+TLS_GATEWAY = 7  # https, certificate in S3Cluster.ca_file
 REQUIRED_BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "rados", "curl")
 STARTUP_TIMEOUT = 180.0
 
@@ -59,6 +62,7 @@ class S3Cluster:
 
     def __init__(self, directory: Path, gateways: list[Gateway], startup_seconds: float) -> None:
         self.directory = directory
+        self.ca_file = directory / "tls" / "cert.pem"
         self.gateways = gateways
         self.startup_seconds = startup_seconds
         self._killed: set[int] = set()
@@ -99,11 +103,21 @@ class S3Cluster:
         self._frozen.discard(index)
 
     def heal(self) -> None:
-        """Undo every failure a test injected, so the next test sees six live nodes."""
+        """Undo every failure a test injected, so the next test sees every node live."""
         for index in sorted(self._frozen):
             self.thaw(index)
-        for index in sorted(self._killed):
-            self.restart(index)
+        restarts = [
+            subprocess.Popen(  # in parallel: each waits ~0.5 s for its gateway
+                [str(SCRIPT), "restart-gateway", str(self.directory), str(index)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for index in sorted(self._killed)
+        ]
+        for proc in restarts:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, f"restarting a gateway failed: {err.decode()}"
+        self._killed.clear()
 
     def raw_client(self, index: int, *, secret_key: str | None = None) -> Any:
         """A plain boto3 client on gateway ``index``, to inspect or damage what a node wrote."""
@@ -133,6 +147,46 @@ def _free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
+def _self_signed_cert(directory: Path) -> dict[str, str]:
+    """A certificate for 127.0.0.1 (and its key) for the TLS gateway; env for the script."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "in-cert.pem", directory / "in-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return {"S3_TLS_CERT": str(cert_path), "S3_TLS_KEY": str(key_path)}
+
+
 def _skip_or_fail(reason: str) -> None:
     if os.environ.get("S3_TESTS_REQUIRED") == "1":
         pytest.fail(f"S3 test cluster required but unavailable: {reason}", pytrace=False)
@@ -158,13 +212,16 @@ def s3_session_cluster() -> Iterator[S3Cluster]:
         )
     # A short path: Ceph's admin sockets are unix sockets (108-byte path limit).
     directory = Path(tempfile.mkdtemp(prefix="s3c-"))
-    ports = _free_ports(1 + N_GATEWAYS)
+    ports = _free_ports(2 + N_GATEWAYS)
+    port_specs = [str(p) for p in ports[1:-1]] + [f"tls:{ports[-1]}"]
+    env = {**os.environ, **_self_signed_cert(directory)}
     started = time.monotonic()
     ok = False
     try:
         try:
             proc = subprocess.run(
-                [str(SCRIPT), "start", str(directory), *map(str, ports)],
+                [str(SCRIPT), "start", str(directory), str(ports[0]), *port_specs],
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=STARTUP_TIMEOUT,

@@ -15,7 +15,7 @@ from storage.errors import (
     NodeUnavailableError,
 )
 from storage.nodes.base import BlobStat, StorageNode
-from tests.s3.conftest import MakeNode, S3Cluster
+from tests.s3.conftest import TLS_GATEWAY, MakeNode, S3Cluster
 
 pytestmark = pytest.mark.s3
 
@@ -200,3 +200,21 @@ async def test_gateways_are_independent_namespaces(
         assert [k async for k in node.list()] == ["who"]
     users = {s3_cluster.gateway(i).access_key for i in range(1, 7)}
     assert len(users) == 6
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+async def test_tls_endpoint_verifies_the_certificate(
+    make_node: MakeNode, s3_cluster: S3Cluster
+) -> None:
+    # The CA bundle that signed the gateway's certificate: works.
+    node = await make_node(TLS_GATEWAY, verify_tls=str(s3_cluster.ca_file))
+    assert node.name and s3_cluster.gateway(TLS_GATEWAY).endpoint.startswith("https://")
+    await node.put("tls/1", b"over tls")
+    assert await node.get("tls/1") == b"over tls"
+    # The system CAs do not know a self-signed certificate: refused, not ignored.
+    strict = await make_node(TLS_GATEWAY, name="strict", verify_tls=True, ensure=False)
+    with pytest.raises(NodeUnavailableError, match="TLS"):
+        await strict.get("tls/1")
+    # Verification switched off (tests only) connects anyway.
+    lax = await make_node(TLS_GATEWAY, name="lax", verify_tls=False, ensure=False)
+    assert await lax.get("tls/1") == b"over tls"
