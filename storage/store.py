@@ -262,6 +262,8 @@ class DocumentStore:
         self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
     ) -> SegmentEntry:
         fragments = await run_cpu(_encode_and_hash, self._codec, segment)
+        size = len(segment)
+        del segment  # free it while the fragments are written: memory is the bound
         keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
         results = await self._pool.settle(
             [
@@ -274,7 +276,7 @@ class DocumentStore:
                 raise r
         return SegmentEntry(
             index=index,
-            size=len(segment),
+            size=size,
             sha256=digest,
             fragments=tuple(
                 FragmentEntry(index=i, node=node, key=key, sha256=sha, size=len(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
@@ -238,3 +239,30 @@ def test_permission_denied_for_an_unprivileged_process() -> None:
 def test_errno_mapping(code: int, kind: type) -> None:
     err = map_os_error("n1", "k", OSError(code, os.strerror(code)))
     assert type(err) is kind and err.node == "n1" and err.key == "k"
+
+
+async def test_concurrent_writes_share_folder_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.nodes.local as local
+
+    calls: list[str] = []
+    real = local._fsync_dir_async
+
+    async def counting(path: str) -> None:
+        calls.append(path)
+        await real(path)
+
+    monkeypatch.setattr(local, "_fsync_dir_async", counting)
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    await node.put("d/first", b"0")
+    assert len(calls) == 1
+    calls.clear()
+    blobs = {f"d/{i:02d}": os.urandom(1000 + i) for i in range(40)}
+    await asyncio.gather(*(node.put(k, v) for k, v in blobs.items()))
+    for k, v in blobs.items():
+        assert await node.get(k) == v
+    # Every put waited for a folder fsync that started after its rename; most shared one.
+    assert 1 <= len(calls) < len(blobs)
+    assert set(calls) == {str(tmp_path / "n1" / "d")}
+    assert node._dir_syncs == {}
