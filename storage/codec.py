@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ FRAGMENT_MAGIC = 0x0B0C5ECC
 # on every platform we run on: liberasurecode writes host byte order).
 _HEADER_PREFIX = struct.Struct("<IIIQ")
 _MAGIC_OFFSET = 59
+_METADATA_CHECKSUM_OFFSET = 67
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def parse_fragment_header(fragment: bytes) -> FragmentHeader:
     """Parse the liberasurecode header at the start of ``fragment``.
 
     Precondition: none; raises ValueError if the bytes are too short, the magic
-    is wrong or the payload size disagrees with the fragment's length.
+    or the header's CRC-32 is wrong, or the payload size disagrees with the
+    fragment's length.
     """
     if len(fragment) < FRAGMENT_HEADER_SIZE:
         raise ValueError(f"fragment of {len(fragment)} bytes is shorter than its header")
@@ -59,6 +62,9 @@ def parse_fragment_header(fragment: bytes) -> FragmentHeader:
     (magic,) = struct.unpack_from("<I", fragment, _MAGIC_OFFSET)
     if magic != FRAGMENT_MAGIC:
         raise ValueError(f"bad fragment magic {magic:#x} (perhaps not a liberasurecode fragment)")
+    (checksum,) = struct.unpack_from("<I", fragment, _METADATA_CHECKSUM_OFFSET)
+    if checksum != zlib.crc32(fragment[:_MAGIC_OFFSET]):
+        raise ValueError("fragment header checksum mismatch (corrupt header)")
     if FRAGMENT_HEADER_SIZE + size + backend_meta != len(fragment):
         raise ValueError("fragment length disagrees with its header (perhaps truncated)")
     return FragmentHeader(index=index, payload_size=size, orig_data_size=orig)

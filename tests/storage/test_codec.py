@@ -172,3 +172,7 @@ def test_header_parser_rejects_truncation_and_bad_magic() -> None:
     broken[60] ^= 0xFF
     with pytest.raises(ValueError, match="magic"):
         parse_fragment_header(bytes(broken))
+    broken = bytearray(f)
+    broken[12] ^= 0x01  # orig_data_size: caught by liberasurecode's header CRC-32
+    with pytest.raises(ValueError, match="checksum"):
+        parse_fragment_header(bytes(broken))
