@@ -30,6 +30,7 @@ from chain.consensus.blocks import (
 )
 from chain.consensus.committee import Committee
 from chain.consensus.errors import (
+    InvalidBlockError,
     InvalidMessageError,
     SafetyViolationError,
     StaleMessageError,
@@ -71,6 +72,9 @@ class CoreConfig:
     sync_batch: int = 64
     sync_retry_ms: int = 500
     max_waiting_blocks: int = 4096
+    # Votes and timeouts further ahead than this are not aggregated (bounded memory);
+    # the certificates they carry are still processed, so a lagging replica catches up.
+    max_views_ahead: int = 1_000
 
 
 class Core:
@@ -120,6 +124,7 @@ class Core:
         self.commit_listeners: list[CommitListener] = []
         self.errors = 0
         self._votes: dict[tuple[int, bytes], dict[int, bytes]] = {}
+        self._voted: dict[tuple[int, int], bytes] = {}  # (view, voter) -> block hash
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._timeout_sent_view = 0
         self._certified: dict[bytes, QuorumCert] = {}
@@ -296,7 +301,7 @@ class Core:
         now = self.clock.now_ms()
         ensure(
             abs(block.timestamp_ms - now) <= self.config.limits.max_clock_skew_ms,
-            InvalidMessageError,
+            InvalidBlockError,
             f"block timestamp {block.timestamp_ms} is more than the allowed skew from {now}",
         )
         self.safety.prepare_vote(block)  # durable before the vote exists
@@ -355,10 +360,19 @@ class Core:
         if self.index is None or self.committee.leader(v.view + 1) != self.index:
             return
         ensure(v.view + 1 >= self.view, StaleMessageError, f"vote for old view {v.view}")
-        bucket = self._votes.setdefault((v.view, v.block_hash), {})
-        if v.voter in bucket or len(bucket) >= self.committee.quorum:
+        ensure(
+            v.view <= self.view + self.config.max_views_ahead,
+            StaleMessageError,
+            f"vote for view {v.view}, too far ahead of {self.view}",
+        )
+        if (v.view, v.voter) in self._voted:
+            return  # a duplicate, or an equivocating second vote: only the first counts
+        bucket = self._votes.get((v.view, v.block_hash), {})
+        if len(bucket) >= self.committee.quorum:
             return
         v.verify(self.committee)
+        self._voted[(v.view, v.voter)] = v.block_hash
+        bucket = self._votes.setdefault((v.view, v.block_hash), bucket)
         bucket[v.voter] = v.signature
         if len(bucket) == self.committee.quorum:
             qc = QuorumCert(v.view, v.block_hash, tuple(sorted(bucket.items())))
@@ -375,6 +389,11 @@ class Core:
         if t.last_tc is not None:
             self._process_tc(t.last_tc)
         ensure(t.view >= self.view, StaleMessageError, f"timeout for old view {t.view}")
+        ensure(
+            t.view <= self.view + self.config.max_views_ahead,
+            StaleMessageError,
+            f"timeout for view {t.view}, too far ahead of {self.view}",
+        )
         bucket = self._timeouts.setdefault(t.view, {})
         bucket[t.voter] = t
         if (
@@ -426,6 +445,8 @@ class Core:
         view = self.view
         for key in [k for k in self._votes if k[0] + 1 < view]:
             del self._votes[key]
+        for voted in [k for k in self._voted if k[0] + 1 < view]:
+            del self._voted[voted]
         for old in [w for w in self._timeouts if w < view]:
             del self._timeouts[old]
         if self._view_timer is not None:

@@ -1,0 +1,155 @@
+"""Handlers of one replica, driven by hand: what it votes for, what it rejects without
+crashing, what it fetches, and that an observer never signs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from builders import COMMITTEE, KEYS, NOW, child, propose, qc_for, timeout, vote
+
+from chain.consensus.blocks import GENESIS, GENESIS_QC
+from chain.consensus.core import Core
+from chain.consensus.ledger import MemoryLedger
+from chain.consensus.messages import BlockRequest, BlockResponse, Message, Timeout, Vote
+from chain.consensus.store import MemoryStore
+from chain.merkle import CompactRange
+
+B1, F1 = child(GENESIS, CompactRange.empty(), entries=(b"one",))
+B2, F2 = child(B1, F1, entries=(b"two",))
+B3, F3 = child(B2, F2)
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str | None, Message]] = []
+
+    def send(self, to: str, message: Message) -> None:
+        self.sent.append((to, message))
+
+    def broadcast(self, message: Message) -> None:
+        self.sent.append((None, message))
+
+    def of(self, kind: type) -> list[Message]:
+        return [m for _, m in self.sent if isinstance(m, kind)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+        self.timers: list[tuple[int, Callable[[], None], Timer]] = []
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def call_later(self, delay_ms: int, callback: Callable[[], None]) -> Timer:
+        timer = Timer()
+        self.timers.append((self.now + delay_ms, callback, timer))
+        return timer
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+        while True:
+            due = [t for t in self.timers if t[0] <= self.now]
+            if not due:
+                return
+            for t in due:
+                self.timers.remove(t)
+                if not t[2].cancelled:
+                    t[1]()
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def replica(index: int | None) -> tuple[Core, Outbox, Clock]:
+    out, clock, store = Outbox(), Clock(), MemoryStore()
+    core = Core(
+        name=KEYS[index].name if index is not None else "observer",
+        committee=COMMITTEE,
+        signer=KEYS[index] if index is not None else None,
+        transport=out,
+        clock=clock,
+        block_store=store,
+        safety_store=store if index is not None else None,
+        ledger=MemoryLedger(),
+    )
+    core.start()
+    return core, out, clock
+
+
+def test_votes_for_valid_proposal_to_next_leader() -> None:
+    core, out, _ = replica(0)
+    core.handle("v1", propose(B1))
+    assert out.sent == [(KEYS[2].name, vote(0, B1.view, B1.hash))]
+
+
+def test_bad_proposals_get_no_vote_and_do_not_crash() -> None:
+    core, out, _ = replica(0)
+    wrong_leader = dataclasses.replace(B1, proposer=3)
+    future = child(GENESIS, CompactRange.empty(), entries=(b"one",), timestamp=NOW + 60_000)[0]
+    bad_root = dataclasses.replace(B1, root=bytes(32))
+    for block in (wrong_leader, future, bad_root):
+        core.handle("v3", propose(block))
+    core.handle("v3", propose(B1, signer=3))  # right leader named, wrong key signed
+    core.handle("v3", BlockResponse((B2,)))  # unsolicited
+    assert not out.of(Vote)
+    assert core.errors == 5
+
+
+def test_unknown_parent_is_fetched_then_voted() -> None:
+    core, out, _ = replica(1)
+    p3 = propose(B3)
+    core.handle("v3", p3)
+    requests = out.of(BlockRequest)
+    assert requests and requests[0].block_hash == B2.hash  # type: ignore[union-attr]
+    core.handle("v3", BlockResponse((B2, B1)))
+    assert core.head == B1  # B2 certified (by B3's QC) with consecutive views commits B1
+    assert core.ledger.size == 1
+    assert [m.view for m in out.of(Vote)] == [B3.view]  # type: ignore[attr-defined]
+
+
+def test_timeout_then_tc_moves_to_next_view() -> None:
+    core, out, clock = replica(0)
+    clock.advance(1_000)  # the view-1 timer fires
+    mine = out.of(Timeout)
+    assert [t.view for t in mine] == [1]  # type: ignore[attr-defined]
+    for i in (1, 2):
+        core.handle(f"v{i}", timeout(i, 1, GENESIS_QC))
+    clock.advance(0)  # own timeout delivered locally
+    assert core.view == 2 and core.last_tc is not None and core.last_tc.view == 1
+    # After timing out in view 1 it must not vote in view 1.
+    core.handle("v1", propose(B1))
+    assert not out.of(Vote)
+
+
+def test_f_plus_one_timeouts_make_a_replica_join() -> None:
+    core, out, _ = replica(0)
+    core.handle("v1", timeout(1, 1, GENESIS_QC))
+    assert not out.of(Timeout)
+    core.handle("v2", timeout(2, 1, GENESIS_QC))
+    assert [t.view for t in out.of(Timeout)] == [1]  # type: ignore[attr-defined]
+
+
+def test_leader_forms_qc_and_proposes() -> None:
+    core, out, clock = replica(2)  # leader of view 2
+    core.handle("v1", propose(B1))
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+    clock.advance(100)  # batch delay
+    proposals = [m for _, m in out.sent if type(m).__name__ == "Proposal"]
+    assert proposals and proposals[0].block.qc == qc_for(B1, (0, 1, 3))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("message", [propose(B1), timeout(1, 1, GENESIS_QC)])
+def test_observer_never_signs(message: Message) -> None:
+    core, out, clock = replica(None)
+    core.handle("v1", message)
+    clock.advance(20_000)
+    assert not out.of(Vote) and not out.of(Timeout)
