@@ -174,6 +174,7 @@ class Core:
             if parent is not None and block.hash not in self.tree:
                 try:
                     self._insert(block, block.verify_extends(parent, self.tree.frontier(parent)))
+                    self._process_qc(block.qc, None)  # may commit what the crash left pending
                 except ChainError as e:
                     logger.warning("%s: stored block %d unusable: %s", self.name, block.height, e)
         self._process_qc(state.high_qc, None)
