@@ -137,6 +137,7 @@ class EmbeddedChain:
         self._cores.clear()
         # Let already scheduled callbacks find their node unregistered before closing.
         await asyncio.sleep(0)
+        self.service.close()
         for r in self.replicas:
             r.log.close()
             r.store.close()
@@ -228,7 +229,12 @@ async def start_embedded(
             r.log.close()
             r.store.close()
         raise
-    service = LedgerService([r.core for r in replicas], replicas[0].store, role="embedded")
+    service = LedgerService(
+        [r.core for r in replicas],
+        replicas[0].store,
+        role="embedded",
+        committed_db=data_dir / replicas[0].name / "log" / "log.sqlite",
+    )
     replicas[0].store.on_checkpoint = lambda _size: service.notify()
     for r in replicas:
         r.core.start()

@@ -88,6 +88,12 @@ class HttpTransport:
         if peer is not None and not self._closed:
             self._enqueue(peer, encode_message(message))
 
+    def send_frame(self, to: str, frame: bytes) -> None:
+        """Queue an already encoded frame for ``to`` (node-level traffic)."""
+        peer = self.peers.get(to)
+        if peer is not None and not self._closed:
+            self._enqueue(peer, frame)
+
     def broadcast(self, message: Message) -> None:
         """Queue ``message`` for every peer (encoded once)."""
         if self._closed:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from chain.node.peer_transport import HttpTransport
 from chain.node.server import make_app
 from chain.node.service import LedgerService
 from chain.node.sqlite_store import SqliteStore
+from chain.node.wire import encode_entries
 from chain.trust import TrustFile
 
 logger = logging.getLogger(__name__)
@@ -150,6 +152,8 @@ class Node:
             self._store,
             max_batch_entries=cfg.limits.max_batch_entries,
             peers_up=self._transport.peers_up,
+            committed_db=cfg.data_dir / "log" / "log.sqlite",
+            forward=self._forward if c.forward_to_leaders > 0 else None,
         )
         service = self.service
         self._store.on_checkpoint = lambda _size: service.notify()
@@ -175,6 +179,23 @@ class Node:
             self.core.head.height,
             self._log.size,
         )
+
+    def _forward(self, entries: Sequence[bytes]) -> None:
+        # Entries wait in this validator's mempool until it leads (every n-th view);
+        # the leaders of the next views get a copy so they can propose them sooner.
+        core, transport = self.core, self._transport
+        if core is None or transport is None or not entries:
+            return
+        committee = core.committee
+        targets: list[str] = []
+        for v in range(core.view + 1, core.view + 1 + self.config.consensus.forward_to_leaders):
+            name = committee.name(committee.leader(v))
+            if name != self.config.name and name not in targets:
+                targets.append(name)
+        if targets:
+            frame = encode_entries(entries)
+            for name in targets:
+                transport.send_frame(name, frame)
 
     def _deliver(self, sender: str, message: Message) -> None:
         if self.halted is not None or self.core is None:
@@ -208,6 +229,8 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.service is not None:
+            self.service.close()
         if self._store is not None:
             self._store.close()
             self._store = None

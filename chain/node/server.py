@@ -41,7 +41,7 @@ from chain.node.config import Limits
 from chain.node.peer_transport import CHAIN_HEADER, PEER_HEADER, PEER_PATH
 from chain.node.problems import Problem, bad_request, problem_middleware
 from chain.node.service import LedgerService, checkpoint_size
-from chain.node.wire import decode_batch, decode_message
+from chain.node.wire import ForwardedEntries, decode_batch, decode_frame
 
 logger = logging.getLogger(__name__)
 
@@ -159,12 +159,15 @@ def make_app(
         bad = 0
         for frame in frames:
             try:
-                message = decode_message(frame, block_limits)
+                message = decode_frame(frame, block_limits)
             except InvalidMessageError as e:
                 bad += 1
                 garbage.warn(f"frame:{peer}", f"peer {peer!r}: undecodable message dropped: {e}")
                 continue
-            deliver(peer, message)
+            if isinstance(message, ForwardedEntries):
+                service.accept_forwarded(message.entries)
+            else:
+                deliver(peer, message)
         if bad and bad == len(frames):
             raise bad_request(f"{bad} undecodable messages")
         return web.Response(status=204)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from chain.checkpoint import parse_checkpoint
 from chain.consensus.blocks import Block
 from chain.consensus.core import Core
-from chain.errors import LogError, MempoolFullError
+from chain.consensus.ledger import Ledger
+from chain.errors import ConsensusError, LogError, MempoolFullError
 from chain.merkle import leaf_hash
 from chain.node.results import (
     BatchTooLargeError,
@@ -76,6 +79,55 @@ def checkpoint_size(note: str) -> int:
     return parse_checkpoint(parse_note(note).text).size
 
 
+class CommittedIndex:
+    """Which of many leaf hashes are already in the log, in a few queries.
+
+    Reads the leaf-hash prefix index of the MerkleLog's database (``docs/merkle.md``:
+    ``entries.prefix`` = first 8 bytes of the leaf hash as a signed big-endian int)
+    through its own read-only connection, then confirms each prefix hit with the log's
+    exact :meth:`leaf_index`. Without the database it asks the log once per leaf.
+    """
+
+    CHUNK = 900  # below SQLite's default limit of host parameters
+
+    def __init__(self, ledger: Ledger, db_path: Path | None) -> None:
+        """Index over ``ledger``; ``db_path`` is its ``log.sqlite`` (or None)."""
+        self._ledger = ledger
+        self._db: sqlite3.Connection | None = None
+        if db_path is not None and db_path.exists():
+            self._db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+
+    def committed(self, leaves: Sequence[bytes]) -> set[bytes]:
+        """The subset of ``leaves`` that the log holds."""
+        if self._db is None:
+            return {h for h in leaves if self._ledger.leaf_index(h) is not None}
+        by_prefix: dict[int, list[bytes]] = {}
+        for h in leaves:
+            by_prefix.setdefault(int.from_bytes(h[:8], "big", signed=True), []).append(h)
+        keys = list(by_prefix)
+        hits: set[int] = set()
+        for start in range(0, len(keys), self.CHUNK):
+            chunk = keys[start : start + self.CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT prefix FROM entries WHERE prefix IN ({marks})",  # noqa: S608 - only ?s
+                chunk,
+            ).fetchall()
+            hits.update(int(r[0]) for r in rows)
+        found: set[bytes] = set()
+        for prefix in hits:
+            for h in by_prefix.get(prefix, ()):
+                if self._ledger.leaf_index(h) is not None:
+                    found.add(h)
+        return found
+
+    def close(self) -> None:
+        """Close the read connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class LedgerService:
     """Client operations of one node (``cores[0]`` answers reads; submissions go to every
     core's mempool, so in the embedded mode whichever validator leads proposes them)."""
@@ -88,9 +140,15 @@ class LedgerService:
         max_batch_entries: int = 10_000,
         peers_up: Callable[[], list[str]] | None = None,
         role: str | None = None,
+        committed_db: Path | None = None,
+        forward: Callable[[Sequence[bytes]], None] | None = None,
     ) -> None:
         """Serve ``cores`` (precondition: all replicas of one chain; ``store`` is the
-        consensus store of ``cores[0]``). Call :meth:`notify` whenever a checkpoint is stored."""
+        consensus store of ``cores[0]``). Call :meth:`notify` whenever a checkpoint is stored.
+
+        ``committed_db``: the ``log.sqlite`` of ``cores[0]``'s MerkleLog, read for fast
+        batched "already committed?" checks (None: one lookup per entry). ``forward``
+        sends newly accepted entries on to the validators that lead next."""
         if not cores:
             raise ValueError("a service needs at least one core")
         self.cores = list(cores)
@@ -100,8 +158,14 @@ class LedgerService:
         self._peers_up = peers_up
         self.role = role or ("validator" if self.primary.is_validator else "observer")
         self.notifier = Notifier()
+        self._forward = forward
+        self._committed = CommittedIndex(self.primary.ledger, committed_db)
         self.primary.commit_listeners.append(lambda _block: self.notifier.notify())
         self.started_at = time.time()
+
+    def close(self) -> None:
+        """Release the read connection of the committed index."""
+        self._committed.close()
 
     def notify(self) -> None:
         """Something changed (a checkpoint was stored): wake waiters."""
@@ -131,15 +195,12 @@ class LedgerService:
         if not pools:
             raise EntryError("this node is an observer; submit to a validator")
         limit = pools[0].config.max_entry_bytes
-        hashes: list[bytes] = []
-        fresh: list[bytes] = []
         for i, entry in enumerate(entries):
             if not 0 < len(entry) <= limit:
                 raise EntryError(f"entry {i} has {len(entry)} bytes; allowed 1..{limit}")
-            leaf = leaf_hash(entry)
-            hashes.append(leaf)
-            if self.primary.ledger.leaf_index(leaf) is None:
-                fresh.append(entry)
+        hashes = [leaf_hash(e) for e in entries]
+        committed = self._committed.committed(hashes)
+        fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
         accepted = 0
         if fresh:
             busy: MempoolFullError | None = None
@@ -151,7 +212,29 @@ class LedgerService:
                     busy = e
             if accepted == 0 and busy is not None:
                 raise busy
+            if self._forward is not None:
+                self._forward(fresh)
         return SubmitResult(tuple(hashes), accepted, len(entries) - len(fresh))
+
+    def accept_forwarded(self, entries: Sequence[bytes]) -> int:
+        """Admit entries another validator forwarded; best effort (dropped when busy or
+        invalid: the forwarding validator still holds them). Returns how many were added."""
+        pools = [c.mempool for c in self.cores if c.mempool is not None and c.is_validator]
+        if not pools or not entries:
+            return 0
+        limit = pools[0].config.max_entry_bytes
+        entries = [e for e in entries if 0 < len(e) <= limit]
+        hashes = [leaf_hash(e) for e in entries]
+        committed = self._committed.committed(hashes)
+        fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
+        added = 0
+        for pool in pools:
+            try:
+                pool.add(fresh)
+                added = len(fresh)
+            except (MempoolFullError, ConsensusError):
+                pass
+        return added
 
     def lookup(self, entry_hash_: bytes) -> CommitInfo | None:
         """Where the entry with this hash was committed, or None if not (yet)."""

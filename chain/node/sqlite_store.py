@@ -2,9 +2,14 @@
 the committed chain and committed checkpoints.
 
 Implements :class:`~chain.consensus.safety.SafetyStore` and
-:class:`~chain.consensus.store.BlockStore`. WAL journal with ``synchronous=FULL``: every
-write is fsync'd when its transaction commits, so :meth:`save_safety` returns only once
+:class:`~chain.consensus.store.BlockStore`. WAL journal; :meth:`save_safety` returns only once
 the state would survive a power cut (the core signs a vote only after that).
+
+Durability per write: the safety state and the committed marker are written with
+``synchronous=FULL`` (fsync at commit: the core appends to the ledger only after the
+marker is durable, and signs only after the safety state is). Plain blocks are written
+with ``NORMAL`` (no fsync of their own; the next FULL commit flushes them): a block lost
+in a power cut is simply fetched again from peers.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ class SqliteStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             return cls(db, path)
         except sqlite3.Error as e:
@@ -107,9 +112,15 @@ class SqliteStore:
         """Close the database."""
         self._db.close()
 
-    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+    def _write(self, sql: str, args: tuple[object, ...], *, durable: bool = False) -> None:
         try:
-            self._db.execute(sql, args)
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute(sql, args)
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: write failed: {e}") from None
 
@@ -123,7 +134,9 @@ class SqliteStore:
     def save_safety(self, state: SafetyState) -> None:
         """Save ``state``; durable (WAL fsync'd) when this returns."""
         self._write(
-            "INSERT OR REPLACE INTO safety (id, state) VALUES (0, ?)", (encode_safety(state),)
+            "INSERT OR REPLACE INTO safety (id, state) VALUES (0, ?)",
+            (encode_safety(state),),
+            durable=True,
         )
 
     # -- BlockStore ------------------------------------------------------------------
@@ -143,16 +156,22 @@ class SqliteStore:
     def set_committed(self, block: Block) -> None:
         """Record ``block`` as committed at its height (the block is stored with it)."""
         try:
+            stored = self._db.execute(
+                "SELECT 1 FROM blocks WHERE hash = ?", (block.hash,)
+            ).fetchone()
+            self._db.execute("PRAGMA synchronous=FULL")
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.execute(
-                    "INSERT OR IGNORE INTO blocks (hash, height, data) VALUES (?, ?, ?)",
-                    (block.hash, block.height, encode_block(block)),
-                )
+                if stored is None:  # normally put_block stored it already; encoding is costly
+                    self._db.execute(
+                        "INSERT INTO blocks (hash, height, data) VALUES (?, ?, ?)",
+                        (block.hash, block.height, encode_block(block)),
+                    )
                 self._db.execute(
                     "INSERT OR REPLACE INTO committed (height, hash, tree_size) VALUES (?, ?, ?)",
                     (block.height, block.hash, block.tree_size),
                 )
+            self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: commit of block {block.height} failed: {e}") from None
         if self._head is None or block.height > self._head.height:
@@ -180,7 +199,9 @@ class SqliteStore:
     def put_checkpoint(self, tree_size: int, note: str) -> None:
         """Store a committed checkpoint note."""
         self._write(
-            "INSERT OR IGNORE INTO checkpoints (tree_size, note) VALUES (?, ?)", (tree_size, note)
+            "INSERT OR IGNORE INTO checkpoints (tree_size, note) VALUES (?, ?)",
+            (tree_size, note),
+            durable=True,
         )
         if self.on_checkpoint is not None:
             self.on_checkpoint(tree_size)

@@ -14,6 +14,8 @@ kind      message         fields
 4         CheckpointVote  u64 height, u64 tree size, bytes root, u16 voter, bytes sig
 5         BlockRequest    bytes block hash, u32 count, u64 known height
 6         BlockResponse   count, blocks
+100       Entries         count, entries (bytes): client entries forwarded to the
+                          next leaders; node level, never seen by the core
 ========  ==============  ==========================================================
 
 A batch (one HTTP body) is a ``u32`` count followed by length-prefixed frames.
@@ -22,6 +24,7 @@ A batch (one HTTP body) is a ``u32`` count followed by length-prefixed frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from chain.consensus.blocks import HASH_SIZE, SIGNATURE_SIZE, Block, Limits, QuorumCert, TimeoutCert
 from chain.consensus.encoding import Reader, Writer
@@ -36,6 +39,7 @@ from chain.consensus.messages import (
     Vote,
 )
 
+ENTRIES_KIND = 100
 MAX_SYNC_BLOCKS = 256
 MAX_BATCH_FRAMES = 10_000
 
@@ -106,6 +110,34 @@ def decode_message(data: bytes, limits: Limits) -> Message:
         raise
     except (ValueError, OverflowError) as e:
         raise InvalidMessageError(f"malformed message: {e}") from None
+
+
+@dataclass(frozen=True)
+class ForwardedEntries:
+    """Client entries a validator forwards to the leaders of the next views, so they are
+    proposed without waiting for the receiving validator's own turn to lead."""
+
+    entries: tuple[bytes, ...]
+
+
+def encode_entries(entries: Sequence[bytes]) -> bytes:
+    """The wire frame of forwarded ``entries``."""
+    w = Writer().u8(ENTRIES_KIND).u32(len(entries))
+    for entry in entries:
+        w.blob(entry)
+    return w.getvalue()
+
+
+def decode_frame(data: bytes, limits: Limits) -> Message | ForwardedEntries:
+    """Parse one peer frame: a consensus message or forwarded entries."""
+    if data[:1] == bytes([ENTRIES_KIND]):
+        r = Reader(data)
+        r.u8()
+        n = r.count(max_count=limits.max_entries)
+        entries = tuple(r.blob(max_len=limits.max_entry_bytes) for _ in range(n))
+        r.end()
+        return ForwardedEntries(entries)
+    return decode_message(data, limits)
 
 
 def encode_batch(frames: Sequence[bytes]) -> bytes:
