@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.errors import ManifestError
 from storage.manifest import (
@@ -151,3 +153,23 @@ def test_keys_and_ids() -> None:
         with pytest.raises(ManifestError):
             validate_doc_id(bad)
     assert validate_doc_id("a" * 64) == "a" * 64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(0, 10_000),
+    segment_size=st.integers(1, 4096),
+    km=st.sampled_from([(1, 1), (4, 2), (8, 8), (10, 4)]),
+    revision=st.integers(1, 2**53 - 1),
+)
+def test_any_valid_manifest_round_trips_through_the_envelope(
+    size: int, segment_size: int, km: tuple[int, int], revision: int
+) -> None:
+    k, m = km
+    if -(-size // segment_size) > 200:
+        segment_size = -(-size // 200)
+    man = sample(size=size, segment_size=segment_size, k=k, m=m)
+    man = man.with_segments(man.segments, revision)
+    blob = encode_envelope(man)
+    assert decode_envelope(blob) == man
+    assert json.loads(blob)["manifest"] == to_dict(man)

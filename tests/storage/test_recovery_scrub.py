@@ -255,3 +255,27 @@ async def test_sampled_scrub_checks_a_fraction(cluster: Cluster) -> None:
     sampled = (await store.scrub(sample=0.5, rng=rnd.random)).fragments_checked
     assert 0.3 * total < sampled < 0.7 * total
     assert (await store.scrub(sample=0.0)).fragments_checked == 0
+
+
+async def test_recovery_and_reads_with_m_nodes_gone(cluster: Cluster) -> None:
+    docs = await put_docs(cluster.store(), 5, seed=10)
+    for node in ("node1", "node4"):
+        shutil.rmtree(cluster.root(node))
+    fresh = cluster.store(create=False)
+    recovered = {m.doc_id: m async for m in fresh.recover_manifests()}
+    assert recovered == {d: m for d, (m, _) in docs.items()}
+    for doc_id, (_, data) in docs.items():
+        assert await fresh.read_bytes(recovered[doc_id]) == data
+
+
+async def test_scrub_without_a_spare_node_reports_what_it_cannot_fix(cluster: Cluster) -> None:
+    store = cluster.store()
+    m = await store.put(os.urandom(3 * SEG))
+    gone = fragment_nodes(m)[2]
+    shutil.rmtree(cluster.root(gone))
+    report = await cluster.store(create=False).scrub()
+    assert report.fragments_bad == 3 and report.fragments_repaired == 0
+    assert not report.healthy
+    assert any("no healthy node left" in p for p in report.problems)
+    current = await cluster.store(create=False).load_manifest(m.doc_id)
+    assert current == m  # nothing moved, nothing lost
