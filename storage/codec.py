@@ -99,7 +99,8 @@ class SegmentCodec:
     """Encode and decode segments with one liberasurecode backend.
 
     Thread-safe: each thread gets its own pyeclib driver, so encoding and
-    decoding can run in worker threads (pyeclib releases the GIL in C).
+    decoding can run in worker threads (pyeclib holds the GIL while it works,
+    but hashing in other threads proceeds meanwhile).
     """
 
     def __init__(self, k: int, m: int, ec_type: str | None = None) -> None:

@@ -12,9 +12,10 @@ fragments of every segment to land, so every acknowledged document starts
 with full redundancy; a node failing during a put fails the put
 (WriteFailedError, after cleanup). The manifest needs at least m + 1 copies.
 
-Concurrency: hashing and erasure coding run in worker threads (hashlib and
-pyeclib release the GIL), node I/O on the event loop; a bounded number of
-segments is in flight, so memory stays bounded whatever the document size.
+Concurrency: hashing and erasure coding run in worker threads (hashlib
+releases the GIL; pyeclib does not, but encodes at GB/s, see workers.py),
+node I/O on the event loop; a bounded number of segments is in flight, so
+memory stays bounded whatever the document size.
 """
 
 from __future__ import annotations
