@@ -266,3 +266,35 @@ async def test_concurrent_writes_share_folder_fsyncs(
     assert 1 <= len(calls) < len(blobs)
     assert set(calls) == {str(tmp_path / "n1" / "d")}
     assert node._dir_syncs == {}
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_blob_or_the_new_one(tmp_path: Path) -> None:
+    """kill -9 a process that keeps rewriting a 16 MiB blob: never a torn blob."""
+    root = tmp_path / "n1"
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from storage.nodes.local import LocalFolderNode\n"
+        "node = LocalFolderNode('n1', Path(sys.argv[1]))\n"
+        "async def main():\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        await node.put('blob', bytes([i % 251]) * (16 * 1024 * 1024))\n"
+        "        i += 1\n"
+        "        print(i, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        for _ in range(3):  # a few complete writes, then kill during a later one
+            assert child.stdout.readline(), "writer died"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    blob = (root / "blob").read_bytes()
+    assert len(blob) == 16 * 1024 * 1024 and blob == blob[:1] * len(blob)
+    LocalFolderNode("n1", root)  # reopening removes the temporary file of the torn write
+    assert sorted(p.name for p in root.iterdir()) == ["blob"]
