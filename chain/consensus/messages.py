@@ -5,7 +5,7 @@ domain tag) and its view, and verifies itself against the committee (``verify``)
 message             signed bytes                                sent to
 ==================  ==========================================  ===========================
 Proposal            tag "proposal", chain id, view, block hash  everyone (incl. observers)
-Vote                tag "vote", chain id, view, block hash      the leader of view + 1
+Vote                tag "vote", chain id, view, block hash      every validator (or next leader)
 Timeout             tag "timeout", chain id, view, high-QC view every validator
 CheckpointVote      the C2SP checkpoint body (signed note)      everyone
 BlockRequest        not signed: a read, answered with data      one peer

@@ -10,7 +10,7 @@ import pytest
 from builders import COMMITTEE, KEYS, NOW, child, propose, qc_for, timeout, vote
 
 from chain.consensus.blocks import GENESIS, GENESIS_QC
-from chain.consensus.core import Core
+from chain.consensus.core import Core, CoreConfig
 from chain.consensus.ledger import MemoryLedger
 from chain.consensus.messages import BlockRequest, BlockResponse, Message, Timeout, Vote
 from chain.consensus.store import MemoryStore
@@ -68,7 +68,7 @@ class Timer:
         self.cancelled = True
 
 
-def replica(index: int | None) -> tuple[Core, Outbox, Clock]:
+def replica(index: int | None, config: CoreConfig | None = None) -> tuple[Core, Outbox, Clock]:
     out, clock, store = Outbox(), Clock(), MemoryStore()
     core = Core(
         name=KEYS[index].name if index is not None else "observer",
@@ -79,15 +79,19 @@ def replica(index: int | None) -> tuple[Core, Outbox, Clock]:
         block_store=store,
         safety_store=store if index is not None else None,
         ledger=MemoryLedger(),
+        config=config,
     )
     core.start()
     return core, out, clock
 
 
-def test_votes_for_valid_proposal_to_next_leader() -> None:
+def test_votes_for_valid_proposal() -> None:
     core, out, _ = replica(0)
     core.handle("v1", propose(B1))
-    assert out.sent == [(KEYS[2].name, vote(0, B1.view, B1.hash))]
+    assert out.sent == [(None, vote(0, B1.view, B1.hash))]  # to every validator
+    core, out, _ = replica(0, CoreConfig(broadcast_votes=False))
+    core.handle("v1", propose(B1))
+    assert out.sent == [(KEYS[2].name, vote(0, B1.view, B1.hash))]  # to the next leader
 
 
 def test_bad_proposals_get_no_vote_and_do_not_crash() -> None:
