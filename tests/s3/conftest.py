@@ -137,6 +137,30 @@ class S3Cluster:
         )
 
 
+# What the session's cluster cost, for the terminal summary.
+_STATS: dict[str, float] = {}
+
+
+def _cluster_rss_mib(directory: Path) -> float:
+    import psutil
+
+    total = 0
+    for pid_file in directory.glob("run/*.pid"):
+        try:
+            total += psutil.Process(int(pid_file.read_text())).memory_info().rss
+        except (OSError, ValueError, psutil.Error):
+            continue
+    return total / 2**20
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _STATS:
+        terminalreporter.write_line(
+            f"S3 test cluster: {_STATS['gateways']:.0f} gateways ready in "
+            f"{_STATS['startup_s']:.1f} s, {_STATS['rss_mib']:.0f} MiB RSS at the end"
+        )
+
+
 def _free_ports(n: int) -> list[int]:
     with ExitStack() as stack:
         socks = []
@@ -234,6 +258,11 @@ def s3_session_cluster() -> Iterator[S3Cluster]:
         cluster = S3Cluster(directory, _parse_gateways(proc.stdout), time.monotonic() - started)
         ok = True
         yield cluster
+        _STATS.update(
+            gateways=len(cluster.gateways),
+            startup_s=cluster.startup_seconds,
+            rss_mib=_cluster_rss_mib(directory),
+        )
     finally:
         subprocess.run(
             [str(SCRIPT), "stop", str(directory)], capture_output=True, timeout=60, check=False
