@@ -205,6 +205,7 @@ async def _scrub_segment(
             bad[entry.index] = Fetched(entry, None, "node unavailable", unavailable=True)
         elif sample >= 1.0 or draw() < sample:
             to_read.append(entry)
+    known_lost = len(bad)
     results = await asyncio.gather(*(fetch_fragment(store.pool, e) for e in to_read))
     good: dict[int, bytes] = {}
     for r in results:
@@ -214,7 +215,7 @@ async def _scrub_segment(
                 lost.add(r.entry.node)
         else:
             good[r.entry.index] = r.data
-    tally.checked += len(results) + sum(1 for b in bad.values() if b.entry.node in lost)
+    tally.checked += len(results) + known_lost
     tally.bad += len(bad)
     return good, bad
 

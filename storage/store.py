@@ -195,13 +195,19 @@ class DocumentStore:
         segments: dict[int, SegmentEntry] = {}
         tasks: list[asyncio.Task[SegmentEntry]] = []
         gate = asyncio.Semaphore(self._max_inflight)
+        failed: list[asyncio.Task[SegmentEntry]] = []
+
+        def finished(task: asyncio.Task[SegmentEntry]) -> None:
+            gate.release()
+            if not task.cancelled() and task.exception() is not None:
+                failed.append(task)
+
         size = 0
         try:
             try:
                 async for segment in iter_segments(source, self.segment_size):
                     await gate.acquire()
-                    failed = [t for t in tasks if t.done() and t.exception() is not None]
-                    if failed:
+                    if failed:  # stop reading: the put has already failed
                         gate.release()
                         break
                     index = len(tasks)
@@ -210,7 +216,7 @@ class DocumentStore:
                     task = asyncio.create_task(
                         self._store_segment(placement, doc_id, index, segment, digest)
                     )
-                    task.add_done_callback(lambda _t: gate.release())
+                    task.add_done_callback(finished)
                     tasks.append(task)
                     del segment  # only the task holds it now
             except StorageError:

@@ -328,3 +328,20 @@ async def test_delete_removes_everything(cluster: Cluster) -> None:
         await store.load_manifest(m.doc_id)
     assert all(m.doc_id not in str(p) for p in cluster.files())
     assert await store.read_bytes(keep) == b"keep me" * 1000
+
+
+async def test_a_failed_put_stops_reading_its_source(cluster: Cluster) -> None:
+    store = cluster.store()
+    shutil.rmtree(cluster.root("node0"))
+    pulled = 0
+
+    def source() -> Iterator[bytes]:
+        nonlocal pulled
+        for _ in range(10_000):
+            pulled += 1
+            yield os.urandom(SEG)
+
+    with pytest.raises(WriteFailedError):
+        await store.put(source())
+    assert pulled < 50  # bounded by the segments in flight, not the document
+    assert cluster.files() == []
