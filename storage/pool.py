@@ -105,20 +105,37 @@ class NodePool:
             raise
         return [_outcome(t) for t in tasks]
 
-    async def delete_quietly(self, keys: Sequence[tuple[str, str]], concurrency: int = 32) -> int:
-        """Best-effort deletion of (node, key) pairs; returns how many deletions failed."""
-        gate = asyncio.Semaphore(concurrency)
+    async def delete_all(
+        self, keys: Sequence[tuple[str, str]], concurrency: int = 32
+    ) -> list[NodeError]:
+        """Delete (node, key) pairs concurrently; return the failures (missing is no failure).
 
-        async def one(name: str, key: str) -> bool:
+        Once a node proves unreachable its remaining keys are skipped and
+        reported with that node's error: each attempt would only wait for
+        another timeout.
+        """
+        gate = asyncio.Semaphore(concurrency)
+        unreachable: dict[str, NodeUnavailableError] = {}
+
+        async def one(name: str, key: str) -> NodeError | None:
             async with gate:
+                if name in unreachable:
+                    return unreachable[name]
                 try:
                     await self.delete(name, key)
-                    return True
-                except NodeError:
-                    return False
+                    return None
+                except NodeUnavailableError as e:
+                    unreachable[name] = e
+                    return e
+                except NodeError as e:
+                    return e
 
         results = await asyncio.gather(*(one(n, k) for n, k in keys))
-        return sum(1 for ok in results if not ok)
+        return [r for r in results if r is not None]
+
+    async def delete_quietly(self, keys: Sequence[tuple[str, str]], concurrency: int = 32) -> int:
+        """Best-effort deletion of (node, key) pairs; returns how many deletions failed."""
+        return len(await self.delete_all(keys, concurrency))
 
     async def close(self) -> None:
         """Close every node."""

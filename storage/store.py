@@ -35,7 +35,6 @@ from storage.errors import (
     DigestMismatchError,
     IntegrityError,
     ManifestError,
-    NodeError,
     SegmentFault,
     StorageError,
     UnrecoverableError,
@@ -438,20 +437,10 @@ class DocumentStore:
             for f in s.fragments
             if self._pool.has(f.node)
         ]
-        failures: list[NodeError] = []
-        gate = asyncio.Semaphore(32)
-
-        async def one(name: str, key: str) -> None:
-            async with gate:
-                try:
-                    await self._pool.delete(name, key)
-                except NodeError as e:
-                    failures.append(e)
-
         copies = len(self._pool)
         # Manifest copies first: once they are gone the document is invisible.
-        await asyncio.gather(*(one(n, k) for n, k in targets[:copies]))
-        await asyncio.gather(*(one(n, k) for n, k in targets[copies:]))
+        failures = await self._pool.delete_all(targets[:copies])
+        failures += await self._pool.delete_all(targets[copies:])
         if failures:
             raise failures[0]
 

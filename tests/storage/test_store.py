@@ -345,3 +345,18 @@ async def test_a_failed_put_stops_reading_its_source(cluster: Cluster) -> None:
         await store.put(source())
     assert pulled < 50  # bounded by the segments in flight, not the document
     assert cluster.files() == []
+
+
+async def test_delete_with_a_node_down_removes_the_rest_and_reports_the_node(
+    cluster: Cluster,
+) -> None:
+    from storage import NodeUnavailableError
+
+    store = cluster.store()
+    m = await store.put(os.urandom(3 * SEG))
+    gone = fragment_nodes(m)[1]
+    shutil.rmtree(cluster.root(gone))
+    with pytest.raises(NodeUnavailableError) as info:
+        await store.delete(m)
+    assert info.value.node == gone
+    assert all(m.doc_id not in str(p) for p in cluster.files())
