@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import BinaryIO
 
 Source = bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes] | Iterable[bytes]
 
 
-async def iter_segments(source: Source, segment_size: int) -> AsyncIterator[bytes]:
+async def iter_segments(source: Source, segment_size: int) -> AsyncGenerator[bytes, None]:
     """Yield the source's bytes as segments of ``segment_size`` (the last may be shorter).
 
     An empty source yields nothing. File objects are read in a worker thread;

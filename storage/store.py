@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,7 @@ from storage.source import Source, iter_segments
 from storage.workers import run_cpu, tune_allocator
 
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 Clock = Callable[[], datetime]
 RandomBytes = Callable[[int], bytes]
 
@@ -180,12 +182,15 @@ class DocumentStore:
         chunks; it is streamed, never held whole. ``doc_id``: 1..64 of
         ``[a-z0-9-]``; generated when None; an id that already has a manifest is
         refused. ``expected_sha256``: if given and the stream's SHA-256
-        differs, DigestMismatchError after everything written is removed.
-        Any other failure: WriteFailedError, nothing left visible.
+        differs, DigestMismatchError after everything written is removed
+        (ValueError if it is not 64 hex digits). Any other failure:
+        WriteFailedError, nothing left visible.
         """
         doc_id = self._new_doc_id() if doc_id is None else validate_doc_id(doc_id)
         if expected_sha256 is not None:
             expected_sha256 = expected_sha256.lower()
+            if not _HEX64.fullmatch(expected_sha256):
+                raise ValueError("expected_sha256 must be 64 hex digits")
         codec = self._codec
         placement = place(doc_id, self._pool.zones, codec.n, max_per_zone=codec.m)
         await self._refuse_existing(doc_id, placement)
@@ -202,9 +207,10 @@ class DocumentStore:
                 failed.append(task)
 
         size = 0
+        cut = iter_segments(source, self.segment_size)
         try:
             try:
-                async for segment in iter_segments(source, self.segment_size):
+                async for segment in cut:
                     await gate.acquire()
                     if failed:  # stop reading: the put has already failed
                         gate.release()
@@ -222,6 +228,8 @@ class DocumentStore:
                 raise
             except Exception as e:
                 raise WriteFailedError(f"reading the source of {doc_id} failed: {e}", [e]) from e
+            finally:
+                await cut.aclose()  # finalise the caller's source now, even after a break
             results = await asyncio.gather(*tasks, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:

@@ -296,6 +296,9 @@ async def test_doc_ids_are_validated_and_immutable(cluster: Cluster) -> None:
     for bad in ["../x", "UPPER", "", "a" * 65]:
         with pytest.raises(ManifestError):
             await store.put(b"x", doc_id=bad)
+    with pytest.raises(ValueError, match="64 hex"):
+        await store.put(b"x", expected_sha256="abc")
+    assert sorted(p.name for p in cluster.base.rglob("*.json")) == ["report-2026.json"] * 6
 
 
 async def test_configuration_errors(cluster: Cluster) -> None:
