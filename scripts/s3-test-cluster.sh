@@ -210,6 +210,8 @@ paxos_min_wait = 0.01
 rgw_enable_gc_threads = false
 rgw_enable_lc_threads = false
 rgw_thread_pool_size = 32
+# One bucket-index shard instead of 11: a test creates many small buckets.
+rgw_override_bucket_index_max_shards = 1
 rgw_dns_name = localhost
 EOF
   local t0; t0=$(now_ms)

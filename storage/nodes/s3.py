@@ -33,6 +33,7 @@ import base64
 import functools
 import hashlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# One boto3 session for every node, holding no credentials itself (each client
+# gets its node's keys): it caches the S3 service model, so a node's client
+# costs ~15 ms instead of ~200 ms. Sessions are not thread-safe, hence the lock.
+_SESSION_LOCK = threading.Lock()
+_SESSIONS: dict[str, boto3.session.Session] = {}
+
+
+def _new_client(**kwargs: Any) -> S3Client:
+    with _SESSION_LOCK:
+        session = _SESSIONS.get("shared")
+        if session is None:
+            session = _SESSIONS["shared"] = boto3.session.Session()
+        return session.client("s3", **kwargs)
+
+
 class S3Node:
     """One S3 bucket (and optional key prefix in it) as a :class:`StorageNode`.
 
@@ -182,6 +198,10 @@ class S3Node:
             raise ConfigError(f"S3 node {name!r}: endpoint_url must be http(s)://host[:port]")
         if not bucket:
             raise ConfigError(f"S3 node {name!r}: bucket is required")
+        if not access_key or not secret_key:
+            # Empty keys would make botocore look for credentials elsewhere
+            # (environment, instance metadata): never what a node means.
+            raise ConfigError(f"S3 node {name!r}: access_key and secret_key are required")
         if object_lock_days is not None and retain_until is not None:
             raise ConfigError(f"S3 node {name!r}: give object_lock_days or retain_until, not both")
         if object_lock_days is not None and object_lock_days < 1:
@@ -226,16 +246,11 @@ class S3Node:
         for opt in ("request_checksum_calculation", "response_checksum_validation"):
             if opt in Config.OPTION_DEFAULTS:
                 options[opt] = "when_required"
-        # A session of its own: boto3's default session is shared and not
-        # thread-safe; the client itself is.
-        session = boto3.session.Session(
+        self._client = _new_client(
+            endpoint_url=endpoint_url,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             region_name=region,
-        )
-        self._client: S3Client = session.client(
-            "s3",
-            endpoint_url=endpoint_url,
             verify=verify_tls,
             config=Config(**options),
         )

@@ -79,6 +79,8 @@ def _node(**kwargs: object) -> S3Node:
         {"endpoint_url": "ftp://host"},
         {"endpoint_url": "127.0.0.1:9000"},
         {"bucket": ""},
+        {"access_key": ""},
+        {"secret_key": ""},
         {"object_lock_days": 0},
         {"object_lock_days": 1, "retain_until": lambda: datetime.now(UTC)},
         {"max_attempts": 0},
