@@ -154,8 +154,10 @@ async def test_frozen_gateway_times_out_without_blocking_the_loop(
     elapsed = time.monotonic() - started
     # Two attempts of a 1 s read timeout plus backoff; far below a hang.
     assert 1.0 <= elapsed < 6.0
-    # The event loop kept running while boto3 waited on its own thread.
-    assert ticks >= int(elapsed / 0.05) // 2
+    # The event loop kept running while boto3 waited on its own thread (a
+    # blocked loop would tick about once; a quarter of the ideal count leaves
+    # room for a loaded machine).
+    assert ticks >= int(elapsed / 0.05) // 4
 
 
 async def test_many_concurrent_calls_share_a_bounded_pool(make_node: MakeNode) -> None:
