@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import random
 import shutil
 import signal
@@ -55,11 +54,15 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_cluster(root: Path, n: int, tuning: ConsensusTuning) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
+def start_cluster(
+    root: Path, n: int, tuning: ConsensusTuning, mempool: int
+) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
     ports = free_ports(n)
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     signers = [Signer.from_seed(f"v{i}", hashlib.sha256(b"bench%d" % i).digest()) for i in range(n)]
-    trust = make_genesis("bench.chain", [Validator(s.name, s.public_key, urls[i]) for i, s in enumerate(signers)])
+    trust = make_genesis(
+        "bench.chain", [Validator(s.name, s.public_key, urls[i]) for i, s in enumerate(signers)]
+    )
     trust.save(root / "trust.json")
     procs = []
     for i, s in enumerate(signers):
@@ -72,13 +75,23 @@ def start_cluster(root: Path, n: int, tuning: ConsensusTuning) -> tuple[list[str
             key_file=root / f"{s.name}.key",
             port=ports[i],
             consensus=tuning,
-            limits=Limits(mempool_entries=400_000, mempool_bytes=256 << 20, max_request_bytes=64 << 20),
+            limits=Limits(mempool_entries=mempool, max_request_bytes=64 << 20),
         )
         (root / f"{s.name}.toml").write_text(render_config(cfg))
         log = (root / f"{s.name}.log").open("wb")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "node", "run", "--config", str(root / f"{s.name}.toml"), "--log-level", "WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    "node",
+                    "run",
+                    "--config",
+                    str(root / f"{s.name}.toml"),
+                    "--log-level",
+                    "WARNING",
+                ],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -117,7 +130,9 @@ async def tree_size(session: aiohttp.ClientSession, url: str) -> int:
         return int((await r.json())["tree_size"])
 
 
-async def saturation(urls: list[str], clients: int, batch: int, warmup: float, seconds: float) -> float:
+async def saturation(
+    urls: list[str], clients: int, batch: int, warmup: float, seconds: float
+) -> float:
     stop = False
     rng = random.Random(1)
     pre = [make_entries(rng, batch, i * batch) for i in range(4)]
@@ -130,8 +145,7 @@ async def saturation(urls: list[str], clients: int, batch: int, warmup: float, s
                 url = urls[i % len(urls)]
                 i += 1
                 seq += batch
-                entries = [e[:-8] + seq.to_bytes(8, "big") for e in pre[i % 4]]  # unique
-                # Entries are unique: the first 8 bytes of the metadata tail carry seq.
+                # Unique entries: the last 8 bytes carry a sequence number.
                 entries = [e[:-8] + (seq + j).to_bytes(8, "big") for j, e in enumerate(pre[i % 4])]
                 try:
                     async with s.post(
@@ -160,20 +174,22 @@ async def latency(urls: list[str], rate: float, batch: int, seconds: float) -> l
     rng = random.Random(2)
     interval = batch / rate
     results: list[float] = []
-    async with LedgerClient(urls, busy_retries=20) as client:
+    # One client per validator, each preferring its own (failing over to the others).
+    clients = [LedgerClient(urls[k:] + urls[:k], busy_retries=50) for k in range(len(urls))]
 
-        async def one(k: int) -> None:
-            entries = make_entries(rng, batch, (7 << 40) + k * batch)
-            entries = [e[:-8] + ((7 << 40) + k * batch + j).to_bytes(8, "big") for j, e in enumerate(entries)]
-            lc = LedgerClient(urls[k % len(urls) :] + urls[: k % len(urls)], busy_retries=20)
-            try:
-                t0 = time.monotonic()
-                r = await lc.submit(entries)
-                await lc.wait_committed(r.entry_hashes[-1], timeout=60)
-                results.append((time.monotonic() - t0) * 1000)
-            finally:
-                await lc.close()
+    async def one(k: int) -> None:
+        seq = (7 << 40) + k * batch
+        entries = [
+            e[:-8] + (seq + j).to_bytes(8, "big")
+            for j, e in enumerate(make_entries(rng, batch, seq))
+        ]
+        client = clients[k % len(clients)]
+        t0 = time.monotonic()
+        r = await client.submit(entries)
+        await client.wait_committed(r.entry_hashes[-1], timeout=120)
+        results.append((time.monotonic() - t0) * 1000)
 
+    try:
         tasks = []
         start = time.monotonic()
         k = 0
@@ -181,22 +197,32 @@ async def latency(urls: list[str], rate: float, batch: int, seconds: float) -> l
             tasks.append(asyncio.create_task(one(k)))
             k += 1
             await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
-        await asyncio.gather(*tasks, return_exceptions=True)
-        del client
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        failed = [d for d in done if isinstance(d, BaseException)]
+        if failed:
+            print(f"# {len(failed)} latency batches failed: {failed[0]!r}", flush=True)
+    finally:
+        for c in clients:
+            await c.close()
     return results
 
 
 async def bench_n(n: int, args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix=f"chain_bench_n{n}_"))
-    tuning = ConsensusTuning(batch_entries=args.block, batch_delay_ms=args.delay_ms, view_timeout_ms=2000)
-    urls, procs = start_cluster(root, n, tuning)
+    tuning = ConsensusTuning(
+        batch_entries=args.block,
+        batch_delay_ms=args.delay_ms,
+        view_timeout_ms=2000,
+        forward_to_leaders=args.forward,
+    )
+    urls, procs = start_cluster(root, n, tuning, args.mempool)
     try:
         await wait_up(urls)
         tps = await saturation(urls, args.clients, args.batch, args.warmup, args.seconds)
         print(f"anchor_tps_n{n}={tps:.0f}", flush=True)
         # Let the backlog drain before measuring latency.
         async with aiohttp.ClientSession() as s:
-            end = time.monotonic() + 30
+            end = time.monotonic() + 180
             while time.monotonic() < end:
                 st = [await (await s.get(u + "/v1/status")).json() for u in urls]
                 if all(x["mempool_entries"] == 0 for x in st):
@@ -230,11 +256,17 @@ def proof_bench(entries: int) -> None:
         text=True,
         check=True,
     )
-    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line and not line.startswith("#"))
+    values = dict(
+        line.split("=", 1)
+        for line in out.stdout.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     tag = f"{entries // 1_000_000}M" if entries % 1_000_000 == 0 else str(entries)
     for k, v in values.items():
         print(f"# {k}={v}")
-    worst = max(float(values[f"proof_ms_{tag}_inclusion"]), float(values[f"proof_ms_{tag}_consistency"]))
+    worst = max(
+        float(values[f"proof_ms_{tag}_inclusion"]), float(values[f"proof_ms_{tag}_consistency"])
+    )
     print(f"proof_ms_{tag}={worst:.3f}", flush=True)
 
 
@@ -243,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="4,7,10")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2000, help="entries per submission (saturation)")
-    ap.add_argument("--latency-batch", type=int, default=100, help="entries per submission (latency)")
+    ap.add_argument(
+        "--latency-batch", type=int, default=100, help="entries per submission (latency)"
+    )
     ap.add_argument("--block", type=int, default=5000, help="entries per block")
     ap.add_argument("--delay-ms", type=int, default=50, help="leader batch delay")
+    ap.add_argument("--mempool", type=int, default=40_000, help="mempool entries per validator")
+    ap.add_argument("--forward", type=int, default=1, help="forward entries to the next k leaders")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--proof-entries", type=int, default=10_000_000)

@@ -34,7 +34,7 @@
     batch_delay_ms = 50            # how long a leader waits to fill a block
     view_timeout_ms = 1000         # base view timeout (grows while views fail)
     max_clock_skew_ms = 5000
-    forward_to_leaders = 2         # also hand submitted entries to the next k leaders
+    forward_to_leaders = 1         # also hand submitted entries to the next k leaders
 
 Relative paths are relative to the directory of the config file. Every invalid setting
 raises :class:`ConfigError` naming the file and the setting.
@@ -85,7 +85,7 @@ class ConsensusTuning:
     batch_delay_ms: int = 50
     view_timeout_ms: int = 1_000
     max_clock_skew_ms: int = 5_000
-    forward_to_leaders: int = 2
+    forward_to_leaders: int = 1
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from chain.checkpoint import parse_checkpoint
 from chain.consensus.blocks import Block
 from chain.consensus.core import Core
 from chain.consensus.ledger import Ledger
+from chain.consensus.mempool import Mempool
 from chain.errors import ConsensusError, LogError, MempoolFullError
 from chain.merkle import leaf_hash
 from chain.node.results import (
@@ -80,52 +81,64 @@ def checkpoint_size(note: str) -> int:
 
 
 class CommittedIndex:
-    """Which of many leaf hashes are already in the log, in a few queries.
+    """Which of many leaf hashes are already in the log, at about a microsecond each.
 
-    Reads the leaf-hash prefix index of the MerkleLog's database (``docs/merkle.md``:
-    ``entries.prefix`` = first 8 bytes of the leaf hash as a signed big-endian int)
-    through its own read-only connection, then confirms each prefix hit with the log's
-    exact :meth:`leaf_index`. Without the database it asks the log once per leaf.
+    A Bloom filter over the leaf hashes of the log (two 27-bit slices of each hash's first
+    8 bytes) answers "certainly not committed" for almost every fresh entry; the rare
+    hits (about 2% false positives at 10 million entries) are confirmed with the log's
+    exact :meth:`leaf_index`. The filter is loaded at start from the MerkleLog's
+    leaf-hash prefix index (``docs/merkle.md``: ``entries.prefix``, the first 8 bytes
+    as a signed big-endian integer) and extended by :meth:`add` on every commit. Without
+    the database it asks the log once per leaf.
     """
 
-    CHUNK = 900  # below SQLite's default limit of host parameters
+    BITS = 27
 
     def __init__(self, ledger: Ledger, db_path: Path | None) -> None:
         """Index over ``ledger``; ``db_path`` is its ``log.sqlite`` (or None)."""
         self._ledger = ledger
-        self._db: sqlite3.Connection | None = None
+        self._bits: bytearray | None = None
         if db_path is not None and db_path.exists():
-            self._db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+            self._bits = bytearray(1 << (self.BITS - 3))
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+            try:
+                for (prefix,) in db.execute("SELECT prefix FROM entries"):
+                    self._set(int(prefix) & 0xFFFF_FFFF_FFFF_FFFF)
+            finally:
+                db.close()
+
+    def _set(self, u: int) -> None:
+        assert self._bits is not None
+        a, b = u >> 37, (u >> 10) & 0x7FF_FFFF
+        self._bits[a >> 3] |= 1 << (a & 7)
+        self._bits[b >> 3] |= 1 << (b & 7)
+
+    def add(self, leaves: Sequence[bytes]) -> None:
+        """Record newly committed leaf hashes (call on every commit, in order)."""
+        if self._bits is not None:
+            for h in leaves:
+                self._set(int.from_bytes(h[:8], "big"))
 
     def committed(self, leaves: Sequence[bytes]) -> set[bytes]:
         """The subset of ``leaves`` that the log holds."""
-        if self._db is None:
+        bits = self._bits
+        if bits is None:
             return {h for h in leaves if self._ledger.leaf_index(h) is not None}
-        by_prefix: dict[int, list[bytes]] = {}
-        for h in leaves:
-            by_prefix.setdefault(int.from_bytes(h[:8], "big", signed=True), []).append(h)
-        keys = list(by_prefix)
-        hits: set[int] = set()
-        for start in range(0, len(keys), self.CHUNK):
-            chunk = keys[start : start + self.CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT prefix FROM entries WHERE prefix IN ({marks})",  # noqa: S608 - only ?s
-                chunk,
-            ).fetchall()
-            hits.update(int(r[0]) for r in rows)
         found: set[bytes] = set()
-        for prefix in hits:
-            for h in by_prefix.get(prefix, ()):
-                if self._ledger.leaf_index(h) is not None:
-                    found.add(h)
+        for h in leaves:
+            u = int.from_bytes(h[:8], "big")
+            a, b = u >> 37, (u >> 10) & 0x7FF_FFFF
+            if (
+                bits[a >> 3] >> (a & 7) & 1
+                and bits[b >> 3] >> (b & 7) & 1
+                and self._ledger.leaf_index(h) is not None
+            ):
+                found.add(h)
         return found
 
     def close(self) -> None:
-        """Close the read connection."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Release the filter."""
+        self._bits = None
 
 
 class LedgerService:
@@ -160,11 +173,15 @@ class LedgerService:
         self.notifier = Notifier()
         self._forward = forward
         self._committed = CommittedIndex(self.primary.ledger, committed_db)
-        self.primary.commit_listeners.append(lambda _block: self.notifier.notify())
+        self.primary.commit_listeners.append(self._on_commit)
         self.started_at = time.time()
 
+    def _on_commit(self, block: Block) -> None:
+        self._committed.add(block.leaf_hashes)
+        self.notifier.notify()
+
     def close(self) -> None:
-        """Release the read connection of the committed index."""
+        """Release the committed index."""
         self._committed.close()
 
     def notify(self) -> None:
@@ -198,23 +215,41 @@ class LedgerService:
         for i, entry in enumerate(entries):
             if not 0 < len(entry) <= limit:
                 raise EntryError(f"entry {i} has {len(entry)} bytes; allowed 1..{limit}")
-        hashes = [leaf_hash(e) for e in entries]
-        committed = self._committed.committed(hashes)
-        fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
-        accepted = 0
-        if fresh:
-            busy: MempoolFullError | None = None
-            for pool in pools:
-                try:
-                    pool.add(fresh)
-                    accepted = len(fresh)
-                except MempoolFullError as e:
-                    busy = e
-            if accepted == 0 and busy is not None:
+        hashes, fresh = self._admit(pools, entries, strict=True)
+        if fresh and self._forward is not None:
+            self._forward(fresh)
+        return SubmitResult(tuple(hashes), len(fresh), len(entries) - len(fresh))
+
+    def _admit(
+        self, pools: list[Mempool], entries: Sequence[bytes], *, strict: bool
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Add to the mempools; return (leaf hashes of all, the entries not yet committed).
+
+        The mempool hashes each entry anyway: add first, then take back what the log
+        already holds (nothing runs in between), so each entry is hashed once.
+        ``strict``: raise MempoolFullError when no pool took the batch.
+        """
+        hashes: list[bytes] | None = None
+        busy: MempoolFullError | None = None
+        for pool in pools:
+            try:
+                leaves = pool.add(entries)
+            except MempoolFullError as e:
+                busy = e
+                continue
+            except ConsensusError as e:
+                raise EntryError(str(e)) from None
+            hashes = hashes or leaves
+        if hashes is None:
+            if strict and busy is not None:
                 raise busy
-            if self._forward is not None:
-                self._forward(fresh)
-        return SubmitResult(tuple(hashes), accepted, len(entries) - len(fresh))
+            return [], []
+        committed = self._committed.committed(hashes)
+        if committed:
+            for pool in pools:
+                pool.remove(committed)
+        fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
+        return hashes, fresh
 
     def accept_forwarded(self, entries: Sequence[bytes]) -> int:
         """Admit entries another validator forwarded; best effort (dropped when busy or
@@ -222,19 +257,10 @@ class LedgerService:
         pools = [c.mempool for c in self.cores if c.mempool is not None and c.is_validator]
         if not pools or not entries:
             return 0
-        limit = pools[0].config.max_entry_bytes
-        entries = [e for e in entries if 0 < len(e) <= limit]
-        hashes = [leaf_hash(e) for e in entries]
-        committed = self._committed.committed(hashes)
-        fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
-        added = 0
-        for pool in pools:
-            try:
-                pool.add(fresh)
-                added = len(fresh)
-            except (MempoolFullError, ConsensusError):
-                pass
-        return added
+        try:
+            return len(self._admit(pools, entries, strict=False)[1])
+        except EntryError:
+            return 0
 
     def lookup(self, entry_hash_: bytes) -> CommitInfo | None:
         """Where the entry with this hash was committed, or None if not (yet)."""
