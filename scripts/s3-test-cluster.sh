@@ -49,7 +49,6 @@ wait_for() {
   done
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # True once PID has exited. A killed daemon stays a zombie until init reaps
 # it (over a second here), but it has closed its sockets by then: count
@@ -58,6 +57,38 @@ pid_gone() {
   local state
   state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 0
   [ -z "$state" ] || [ "$state" = Z ]
+}
+
+# pid_alive PID_FILE: the process named in PID_FILE is running.
+pid_alive() { [ -s "$1" ] && ! pid_gone "$(cat "$1")"; }
+
+# spawn DIR NAME COMMAND...: run a daemon in the foreground (-f) as a
+# background job, its pid file written by us at once. (Daemonizing would
+# write the pid file only after a fork, so a failed start could leave a
+# daemon that stop cannot find.) No standard stream stays attached: the
+# caller may be reading our stdout to its end.
+spawn() {
+  local d=$1 name=$2; shift 2
+  "$@" -f </dev/null >>"$d/log/$name.out" 2>&1 &
+  echo $! >"$d/run/$name.pid"
+}
+
+# wait_up SECONDS WHAT PID_FILE COMMAND...: like wait_for, but give up as soon
+# as the daemon in PID_FILE has died (a taken port, a bad option).
+wait_up() {
+  local secs=$1 what=$2 pid_file=$3; shift 3
+  local end=$(($(now_ms) + secs * 1000))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$pid_file"; then
+      echo "s3-test-cluster: $what: the process exited" >&2
+      return 1
+    fi
+    if (($(now_ms) > end)); then
+      echo "s3-test-cluster: timed out after ${secs}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
 }
 
 # Stop every daemon whose pid file is in DIR/run. SIGKILL: nothing in a test
@@ -112,16 +143,16 @@ launch_gateway() {
   else
     frontend="beast endpoint=127.0.0.1:$port"
   fi
-  radosgw -n "client.rgw$i" --rgw_frontends "$frontend" \
-    --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i" \
-    2>>"$d/log/setup.log" || { show_log "$d/log/client.rgw$i.log"; die "radosgw $i failed to start"; }
+  spawn "$d" "client.rgw$i" radosgw -n "client.rgw$i" --rgw_frontends "$frontend" \
+    --rgw_realm "r$i" --rgw_zonegroup "zg$i" --rgw_zone "z$i"
 }
 
 # wait_gateway DIR N URL: poll until gateway N answers on URL and is ours.
 wait_gateway() {
   local d=$1 i=$2 url=$3
   # -k: readiness only; the tests check certificates properly.
-  wait_for "$DEADLINE_SECS" "gateway $i on $url" curl -sk -o /dev/null "$url" \
+  wait_up "$DEADLINE_SECS" "gateway $i on $url" "$d/run/client.rgw$i.pid" \
+    curl -sk -o /dev/null "$url" \
     || { show_log "$d/log/client.rgw$i.log"; exit 1; }
   # Whoever answered must be our gateway, not a stranger on a taken port.
   pid_alive "$d/run/client.rgw$i.pid" \
@@ -141,6 +172,12 @@ make_cert() {
   else
     die "tls: ports need openssl, or S3_TLS_CERT and S3_TLS_KEY"
   fi
+}
+
+# EXIT trap of start: on failure, stop whatever was started.
+stop_on_failure() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then stop_dir "$1"; fi
 }
 
 start_cluster() {
@@ -169,7 +206,8 @@ start_cluster() {
   local conf="$d/ceph.conf"
   export CEPH_CONF="$conf"
   # Anything failing from here on: stop what was started, say where to look.
-  trap 'rc=$?; if [ $rc -ne 0 ]; then stop_dir "'"$d"'"; fi' EXIT
+  # shellcheck disable=SC2064  # $d is meant to be expanded now
+  trap "stop_on_failure '$d'" EXIT
 
   local fsid; fsid=$(cat /proc/sys/kernel/random/uuid)
   cat > "$conf" <<EOF
@@ -218,15 +256,16 @@ EOF
   ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$d/monmap" >/dev/null
   ceph-mon --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" 2>>"$d/log/setup.log"
-  ceph-mon -i a 2>>"$d/log/setup.log" || { show_log "$d/log/mon.a.log"; die "ceph-mon failed to start"; }
-  wait_for "$DEADLINE_SECS" "the monitor" ceph --connect-timeout 2 mon stat \
+  spawn "$d" mon.a ceph-mon -i a
+  wait_up "$DEADLINE_SECS" "the monitor" "$d/run/mon.a.pid" ceph --connect-timeout 2 mon stat \
     || { show_log "$d/log/mon.a.log"; exit 1; }
 
   local osd_uuid; osd_uuid=$(cat /proc/sys/kernel/random/uuid)
   ceph osd new "$osd_uuid" >/dev/null   # -> osd.0
   ceph-osd --mkfs -i 0 --osd-uuid "$osd_uuid" >>"$d/log/setup.log" 2>&1
-  ceph-osd -i 0 2>>"$d/log/setup.log" || { show_log "$d/log/osd.0.log"; die "ceph-osd failed to start"; }
-  wait_for "$DEADLINE_SECS" "the OSD to be up" bash -c "ceph osd stat 2>/dev/null | grep -q '1 up'" \
+  spawn "$d" osd.0 ceph-osd -i 0
+  wait_up "$DEADLINE_SECS" "the OSD to be up" "$d/run/osd.0.pid" \
+    bash -c "ceph osd stat 2>/dev/null | grep -q '1 up'" \
     || { show_log "$d/log/osd.0.log"; exit 1; }
   echo "s3-test-cluster: mon+osd up in $(elapsed "$t0")s" >&2
 
