@@ -42,6 +42,8 @@ def run(config_path: Path, log_level: str) -> None:
         asyncio.run(serve(config))
     except ChainError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # e.g. the port is taken
+        raise click.ClickException(f"{config_path}: {e.strerror or e}") from None
 
 
 @node.command("init")

@@ -76,6 +76,7 @@ class Node:
         """Prepare (nothing is opened until :meth:`start`)."""
         self.config = config
         self.halted: str | None = None
+        self.unexpected = 0
         self.port = config.port
         self._runner: web.AppRunner | None = None
         self._transport: HttpTransport | None = None
@@ -204,6 +205,12 @@ class Node:
             self.core.handle(sender, message)
         except SafetyViolationError as e:
             self._halt(e)
+        except Exception:
+            # A bug triggered by one message must not take the validator down with it.
+            self.unexpected += 1
+            logger.exception(
+                "%s: unexpected error handling a message from %r", self.config.name, sender
+            )
 
     def _on_timer_error(self, e: BaseException) -> None:
         if isinstance(e, SafetyViolationError):

@@ -160,7 +160,8 @@ async def test_kill_9_one_validator_then_catch_up(cluster: Cluster) -> None:
     victim = cluster.validators[3]
     victim.kill9()
     alive = cluster.validators[:3]
-    async with LedgerClient([v.url for v in alive]) as client:
+    # The dead validator comes first: the client fails over to the live ones.
+    async with LedgerClient([victim.url] + [v.url for v in alive]) as client:
         for round_ in range(3):
             r = await client.submit(_entries(f"f1-{round_}", 50))
             info = await client.wait_committed(r.entry_hashes[-1], timeout=30)

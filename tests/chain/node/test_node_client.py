@@ -1,0 +1,77 @@
+"""LedgerClient against a real aiohttp server over the embedded chain: busy retries,
+failover, problem details mapped back to chain errors."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from chain.consensus.blocks import Limits as BlockLimits
+from chain.consensus.mempool import MempoolConfig
+from chain.errors import MempoolFullError
+from chain.node.client import LedgerClient
+from chain.node.config import Limits
+from chain.node.inprocess import EmbeddedChain, start_embedded
+from chain.node.results import EntryError, NotFoundError
+from chain.node.server import make_app
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedChain, str]]:
+    chain = await start_embedded(
+        tmp_path, mempool_config=MempoolConfig(max_entries=10, batch_entries=10)
+    )
+    app = make_app(chain.service, limits=Limits(), block_limits=BlockLimits(), deliver=None)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield chain, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+        await chain.stop()
+
+
+async def test_busy_is_503_with_retry_after_and_client_retries(
+    served: tuple[EmbeddedChain, str],
+) -> None:
+    _, url = served
+    distinct = [base64.b64encode(b"e%d" % i).decode() for i in range(11)]
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/v1/entries", json={"entries": distinct}) as r,
+    ):
+        assert r.status == 503 and r.headers["Retry-After"] == "1"
+        assert (await r.json(content_type=None))["code"] == "busy"
+    async with LedgerClient([url], busy_retries=0) as impatient:
+        with pytest.raises(MempoolFullError):
+            await impatient.submit([b"x%d" % i for i in range(11)])
+    # Two batches of 8 cannot be pending together: the second is busy until the first
+    # commits, and the client's retries carry it through.
+    async with LedgerClient([url], busy_retries=40, max_backoff_s=0.2) as client:
+        first = await client.submit([b"a%d" % i for i in range(8)])
+        second = await client.submit([b"b%d" % i for i in range(8)])
+        info = await client.wait_committed(second.entry_hashes[-1], timeout=30)
+        assert info.leaf_index == 15
+        assert (await client.wait_committed(first.entry_hashes[0], timeout=5)).leaf_index == 0
+
+
+async def test_failover_and_error_mapping(served: tuple[EmbeddedChain, str]) -> None:
+    _, url = served
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    async with LedgerClient([dead, url]) as client:
+        r = await client.submit([b"failover"])
+        assert (await client.wait_committed(r.entry_hashes[0], timeout=30)).leaf_index == 0
+        assert client.urls[client._current] == url
+        with pytest.raises(EntryError):
+            await client.submit([b""])
+        with pytest.raises(NotFoundError):
+            await client.checkpoint(999)
+        with pytest.raises(NotFoundError):
+            await client.inclusion_proof(999, leaf_index=0)
+        status = await client.status()
+        assert status["role"] == "embedded" and status["tree_size"] == 1
