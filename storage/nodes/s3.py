@@ -196,6 +196,9 @@ class S3Node:
         parsed = urlparse(endpoint_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"S3 node {name!r}: endpoint_url must be http(s)://host[:port]")
+        if parsed.username or parsed.password:
+            # It would show in repr and error messages; keys go in access_key/secret_key.
+            raise ConfigError(f"S3 node {name!r}: no credentials in endpoint_url")
         if not bucket:
             raise ConfigError(f"S3 node {name!r}: bucket is required")
         if not access_key or not secret_key:

@@ -78,6 +78,7 @@ def _node(**kwargs: object) -> S3Node:
     [
         {"endpoint_url": "ftp://host"},
         {"endpoint_url": "127.0.0.1:9000"},
+        {"endpoint_url": "http://user:pass@127.0.0.1:9000"},
         {"bucket": ""},
         {"access_key": ""},
         {"secret_key": ""},
