@@ -16,9 +16,9 @@ from chain.sim.broken import VARIANTS
 from chain.sim.runner import Outcome, run_seed
 
 
-def _run(args: tuple[int, str]) -> Outcome:
-    seed, variant = args
-    return run_seed(seed, variant=variant)
+def _run(args: tuple[int, str, int | None]) -> Outcome:
+    seed, variant, n = args
+    return run_seed(seed, variant=variant, n=n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,10 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schedules", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="correct")
+    parser.add_argument("--n", type=int, default=None, help="committee size (default: 4 or 7)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="print every schedule")
     args = parser.parse_args(argv)
-    work = [(s, args.variant) for s in range(args.seed, args.seed + args.schedules)]
+    work = [(s, args.variant, args.n) for s in range(args.seed, args.seed + args.schedules)]
     started = time.monotonic()
     failed = 0
     if args.jobs > 1:
