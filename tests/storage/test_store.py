@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import os
@@ -282,8 +283,16 @@ async def test_hung_node_times_out_and_counts_as_an_erasure(cluster: Cluster) ->
     try:
         assert await store.read_bytes(m) == data
     finally:
-        fd = os.open(hung, os.O_WRONLY | os.O_NONBLOCK)  # release the blocked reader thread
-        os.close(fd)
+        # Release the reader thread blocked in open(): a writer end needs a reader present
+        # (ENXIO until the thread gets there, if the loaded machine has not started it yet).
+        for _ in range(1000):
+            try:
+                os.close(os.open(hung, os.O_WRONLY | os.O_NONBLOCK))
+                break
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                await asyncio.sleep(0.01)
 
 
 async def test_doc_ids_are_validated_and_immutable(cluster: Cluster) -> None:
