@@ -1,9 +1,11 @@
 """Consensus messages as bytes on the peer wire.
 
-A frame is the canonical encoding of :mod:`chain.consensus.encoding`: a ``u8`` message
-kind followed by the message's fields. Decoding is strict (bounded lengths, no trailing
-bytes) and raises :class:`~chain.consensus.errors.InvalidMessageError`; it does not check
-signatures, which every message verifies itself against the committee inside the core.
+A frame is a consensus message as :mod:`chain.consensus.codec` encodes it (canonical
+encoding of :mod:`chain.consensus.encoding`): a ``u8`` message kind followed by the
+message's fields; the node adds one kind of its own (100, forwarded entries). Decoding
+is strict (bounded lengths, no trailing bytes) and raises
+:class:`~chain.consensus.errors.InvalidMessageError`; it does not check signatures,
+which every message verifies itself against the committee inside the core.
 
 ========  ==============  ==========================================================
 kind      message         fields
@@ -26,89 +28,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chain.consensus.blocks import HASH_SIZE, SIGNATURE_SIZE, Block, Limits, QuorumCert, TimeoutCert
+from chain.consensus import codec
+from chain.consensus.blocks import Limits
 from chain.consensus.encoding import Reader, Writer
 from chain.consensus.errors import InvalidMessageError
-from chain.consensus.messages import (
-    BlockRequest,
-    BlockResponse,
-    CheckpointVote,
-    Message,
-    Proposal,
-    Timeout,
-    Vote,
-)
+from chain.consensus.messages import Message
 
 ENTRIES_KIND = 100
-MAX_SYNC_BLOCKS = 256
 MAX_BATCH_FRAMES = 10_000
 
 
 def encode_message(message: Message) -> bytes:
-    """The wire frame of ``message``."""
-    w = Writer()
-    if isinstance(message, Proposal):
-        w.u8(1)
-        message.block.write(w)
-        w.blob(message.signature)
-    elif isinstance(message, Vote):
-        w.u8(2).u64(message.view).blob(message.block_hash).u16(message.voter)
-        w.blob(message.signature)
-    elif isinstance(message, Timeout):
-        w.u8(3).u64(message.view)
-        message.high_qc.write(w)
-        if message.last_tc is None:
-            w.u8(0)
-        else:
-            w.u8(1)
-            message.last_tc.write(w)
-        w.u16(message.voter).blob(message.signature)
-    elif isinstance(message, CheckpointVote):
-        w.u8(4).u64(message.height).u64(message.tree_size).blob(message.root)
-        w.u16(message.voter).blob(message.signature)
-    elif isinstance(message, BlockRequest):
-        w.u8(5).blob(message.block_hash).u32(message.count).u64(message.known_height)
-    elif isinstance(message, BlockResponse):
-        w.u8(6).u32(len(message.blocks))
-        for block in message.blocks:
-            block.write(w)
-    else:  # pragma: no cover - Message is a closed union
-        raise TypeError(f"not a consensus message: {type(message).__name__}")
-    return w.getvalue()
+    """The wire frame of ``message`` (:func:`chain.consensus.codec.encode_message`)."""
+    return codec.encode_message(message)
 
 
 def decode_message(data: bytes, limits: Limits) -> Message:
-    """Parse one frame; raises :class:`InvalidMessageError` on any malformed input."""
+    """Parse one frame (:func:`chain.consensus.codec.decode_message`); raises
+    :class:`InvalidMessageError` on any malformed input, never anything else."""
     try:
-        r = Reader(data)
-        kind = r.u8()
-        message: Message
-        if kind == 1:
-            block = Block.read(r, limits)
-            message = Proposal(block, r.blob(exact=SIGNATURE_SIZE))
-        elif kind == 2:
-            message = Vote(r.u64(), r.blob(exact=HASH_SIZE), r.u16(), r.blob(exact=SIGNATURE_SIZE))
-        elif kind == 3:
-            view = r.u64()
-            qc = QuorumCert.read(r)
-            tc = TimeoutCert.read(r) if r.flag() else None
-            message = Timeout(view, qc, tc, r.u16(), r.blob(exact=SIGNATURE_SIZE))
-        elif kind == 4:
-            message = CheckpointVote(
-                r.u64(), r.u64(), r.blob(exact=HASH_SIZE), r.u16(), r.blob(exact=SIGNATURE_SIZE)
-            )
-        elif kind == 5:
-            message = BlockRequest(r.blob(exact=HASH_SIZE), r.u32(), r.u64())
-        elif kind == 6:
-            n = r.count(max_count=MAX_SYNC_BLOCKS)
-            message = BlockResponse(tuple(Block.read(r, limits) for _ in range(n)))
-        else:
-            raise InvalidMessageError(f"unknown message kind {kind}")
-        r.end()
-        return message
+        return codec.decode_message(data, limits)
     except InvalidMessageError:
         raise
-    except (ValueError, OverflowError) as e:
+    except (ValueError, OverflowError, IndexError) as e:
         raise InvalidMessageError(f"malformed message: {e}") from None
 
 
