@@ -22,6 +22,7 @@ from chain.consensus.blocks import Block, Limits, QuorumCert
 from chain.consensus.encoding import Reader, Writer
 from chain.consensus.safety import SafetyState
 from chain.errors import ChainError
+from chain.node.wire import take_block_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 0), state BLOB NOT NULL);
@@ -66,7 +67,10 @@ def decode_safety(data: bytes) -> SafetyState:
 
 
 def encode_block(block: Block) -> bytes:
-    """The stored bytes of ``block``."""
+    """The stored bytes of ``block`` (its canonical encoding, as in proposal frames)."""
+    cached = take_block_bytes(block)
+    if cached is not None:
+        return cached
     w = Writer()
     block.write(w)
     return w.getvalue()

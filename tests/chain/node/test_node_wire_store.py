@@ -33,6 +33,7 @@ from chain.node.wire import (
     encode_batch,
     encode_entries,
     encode_message,
+    take_block_bytes,
 )
 
 RNG = random.Random(7)
@@ -145,3 +146,18 @@ def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
         assert [again.committed_height_for_leaf(i) for i in (0, 2, 3, 8, 9)] == [1, 1, 2, 3, None]
     finally:
         again.close()
+
+
+def test_store_reuses_proposal_bytes_exactly(tmp_path: Path) -> None:
+    block = _chain(2, 4)[1]
+    frame = encode_message(Proposal(block, _b(64)))
+    decoded = decode_message(frame, LIMITS)
+    assert isinstance(decoded, Proposal)
+    store = SqliteStore.open(tmp_path)
+    try:
+        store.put_block(decoded.block)  # stored from the frame's bytes, taken once
+        assert take_block_bytes(block) is None
+        store.put_block(_chain(3, 2)[2])  # encoded afresh
+        assert store.get_block(block.hash) == block
+    finally:
+        store.close()
