@@ -1,11 +1,14 @@
 """Deliberately unsafe rule variants. The simulation's checks must flag them; a test
-asserts they do within a bounded number of seeds, which shows the checks have teeth."""
+asserts they do within a bounded number of seeds, which shows the checks have teeth.
+
+(A variant that votes without the TC's highest-QC check cannot even be expressed here:
+the same condition is part of block validity, ``Block.verify``, so such blocks are
+rejected before any vote rule runs.)"""
 
 from __future__ import annotations
 
 from chain.consensus.blocks import Block
-from chain.consensus.errors import UnsafeError, ensure
-from chain.consensus.safety import Rules, SafetyState
+from chain.consensus.safety import Rules
 
 
 class OneChainCommit(Rules):
@@ -16,16 +19,7 @@ class OneChainCommit(Rules):
         return certified
 
 
-class NoLockVote(Rules):
-    """Votes for any block of a new view, ignoring the TC's highest QC (no lock)."""
-
-    def check_vote(self, state: SafetyState, block: Block) -> None:
-        """Only the view check."""
-        ensure(block.view > state.last_voted_view, UnsafeError, "already voted")
-
-
 VARIANTS: dict[str, type[Rules]] = {
     "correct": Rules,
     "one-chain-commit": OneChainCommit,
-    "no-lock-vote": NoLockVote,
 }

@@ -80,10 +80,14 @@ class Scenario:
     observer: bool
     chaos_ms: int
     live_ms: int = 40_000
+    broadcast_votes: bool = True
 
 
-def draw_scenario(seed: int, *, n: int | None = None, byzantine: bool = True) -> Scenario:
-    """The scenario of ``seed`` (committee size, faulty validators and their behaviour)."""
+def draw_scenario(
+    seed: int, *, n: int | None = None, byzantine: bool = True, broadcast_votes: bool | None = None
+) -> Scenario:
+    """The scenario of ``seed`` (committee size, faulty validators and their behaviour);
+    ``n`` and ``broadcast_votes`` override what the seed would draw."""
     rng = random.Random(f"scenario/{seed}")  # noqa: S311 - a simulation, not crypto
     size = n if n is not None else rng.choice((4, 4, 4, 4, 4, 7))
     f = (size - 1) // 3
@@ -91,7 +95,13 @@ def draw_scenario(seed: int, *, n: int | None = None, byzantine: bool = True) ->
     faulty = rng.sample(range(size), count)
     kinds = sorted(BEHAVIOURS)
     chosen = tuple((i, rng.choice(kinds)) for i in sorted(faulty))
-    return Scenario(seed, size, chosen, rng.random() < 0.3, rng.randint(1_500, 6_000))
+    observer = rng.random() < 0.3
+    chaos_ms = rng.randint(1_500, 6_000)
+    # Both vote routings are exercised: to every validator, or to the next leader only.
+    votes = rng.random() < 0.5
+    if broadcast_votes is not None:
+        votes = broadcast_votes
+    return Scenario(seed, size, chosen, observer, chaos_ms, broadcast_votes=votes)
 
 
 @dataclass
@@ -121,8 +131,9 @@ class Outcome:
         byz = ",".join(f"v{i}:{k}" for i, k in s.byzantine) or "none"
         verdict = "ok" if self.ok else ("UNSAFE" if not self.safe else "NOT LIVE")
         detail = "; ".join(self.violations[:3]) or self.liveness
+        votes = "all" if s.broadcast_votes else "leader"
         return (
-            f"seed={s.seed} n={s.n} byzantine={byz} observer={s.observer} {verdict} "
+            f"seed={s.seed} n={s.n} byzantine={byz} observer={s.observer} votes={votes} {verdict} "
             f"committed={self.committed} steps={self.steps} {detail}".rstrip()
         )
 
@@ -143,6 +154,7 @@ class Simulation:
             pacemaker=PacemakerConfig(base_ms=400, max_ms=3_200),
             batch_delay_ms=20,
             sync_retry_ms=300,
+            broadcast_votes=scenario.broadcast_votes,
         )
         self.outcome = Outcome(scenario)
         self.commits: dict[int, bytes] = {}
@@ -316,6 +328,10 @@ class Simulation:
                     )
 
 
-def run_seed(seed: int, *, variant: str = "correct", n: int | None = None) -> Outcome:
-    """Run the scenario of ``seed`` with the rule ``variant`` (see ``broken.VARIANTS``)."""
-    return Simulation(draw_scenario(seed, n=n), VARIANTS[variant]).run()
+def run_seed(
+    seed: int, *, variant: str = "correct", n: int | None = None, votes: bool | None = None
+) -> Outcome:
+    """Run the scenario of ``seed`` with the rule ``variant`` (see ``broken.VARIANTS``);
+    ``n`` and ``votes`` (broadcast votes or not) override the seed's draw."""
+    scenario = draw_scenario(seed, n=n, broadcast_votes=votes)
+    return Simulation(scenario, VARIANTS[variant]).run()

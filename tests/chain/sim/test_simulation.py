@@ -35,8 +35,10 @@ def test_random_schedules_are_safe_and_live() -> None:
 
 def test_one_chain_commit_is_caught_as_unsafe() -> None:
     """The checks have teeth: committing on a 1-chain forks honest replicas."""
-    unsafe = [s for s in range(60) if not run_seed(s, variant="one-chain-commit").safe]
-    assert unsafe, "the checks did not flag the one-chain commit rule in 60 seeds"
+    for seed in range(60):
+        if not run_seed(seed, variant="one-chain-commit", votes=False).safe:
+            return
+    raise AssertionError("the checks did not flag the one-chain commit rule in 60 seeds")
 
 
 def test_runs_replay_exactly() -> None:
