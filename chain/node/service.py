@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,51 +84,54 @@ def checkpoint_size(note: str) -> int:
 class CommittedIndex:
     """Which of many leaf hashes are already in the log, at about a microsecond each.
 
-    A Bloom filter over the leaf hashes of the log (two 27-bit slices of each hash's first
-    8 bytes) answers "certainly not committed" for almost every fresh entry; the rare
-    hits (about 2% false positives at 10 million entries) are confirmed with the log's
-    exact :meth:`leaf_index`. The filter is loaded at start from the MerkleLog's
+    A Bloom filter over the leaf hashes of the log (two 27-bit slices: the top bits of each
+    hash's bytes 0-3 and 4-7) answers "certainly not committed" for almost every fresh
+    entry; the rare hits (about 2% false positives at 10 million entries) are confirmed
+    with the log's exact :meth:`leaf_index`. The filter is loaded at start from the MerkleLog's
     leaf-hash prefix index (``docs/merkle.md``: ``entries.prefix``, the first 8 bytes
     as a signed big-endian integer) and extended by :meth:`add` on every commit. Without
     the database it asks the log once per leaf.
     """
 
-    BITS = 27
+    BITS = 27  # bits per slice: the filter is 2**27 bits (16 MiB)
+    _PAIRS = struct.Struct(">II24x")  # the two slices: top 27 bits of bytes 0-3 and 4-7
 
     def __init__(self, ledger: Ledger, db_path: Path | None) -> None:
         """Index over ``ledger``; ``db_path`` is its ``log.sqlite`` (or None)."""
         self._ledger = ledger
         self._bits: bytearray | None = None
         if db_path is not None and db_path.exists():
-            self._bits = bytearray(1 << (self.BITS - 3))
+            bits = self._bits = bytearray(1 << (self.BITS - 3))
             db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
             try:
                 for (prefix,) in db.execute("SELECT prefix FROM entries"):
-                    self._set(int(prefix) & 0xFFFF_FFFF_FFFF_FFFF)
+                    u = int(prefix) & 0xFFFF_FFFF_FFFF_FFFF
+                    a, b = u >> 37, (u & 0xFFFF_FFFF) >> 5
+                    bits[a >> 3] |= 1 << (a & 7)
+                    bits[b >> 3] |= 1 << (b & 7)
             finally:
                 db.close()
 
-    def _set(self, u: int) -> None:
-        assert self._bits is not None
-        a, b = u >> 37, (u >> 10) & 0x7FF_FFFF
-        self._bits[a >> 3] |= 1 << (a & 7)
-        self._bits[b >> 3] |= 1 << (b & 7)
-
     def add(self, leaves: Sequence[bytes]) -> None:
-        """Record newly committed leaf hashes (call on every commit, in order)."""
-        if self._bits is not None:
-            for h in leaves:
-                self._set(int.from_bytes(h[:8], "big"))
+        """Record newly committed leaf hashes (32 bytes each; call on every commit)."""
+        bits = self._bits
+        if bits is None or not leaves:
+            return
+        for x, y in self._PAIRS.iter_unpack(b"".join(leaves)):
+            a, b = x >> 5, y >> 5
+            bits[a >> 3] |= 1 << (a & 7)
+            bits[b >> 3] |= 1 << (b & 7)
 
     def committed(self, leaves: Sequence[bytes]) -> set[bytes]:
-        """The subset of ``leaves`` that the log holds."""
+        """The subset of ``leaves`` (32-byte leaf hashes) that the log holds."""
         bits = self._bits
         if bits is None:
             return {h for h in leaves if self._ledger.leaf_index(h) is not None}
         found: set[bytes] = set()
-        for h in leaves:
-            u = int.from_bytes(h[:8], "big")
-            a, b = u >> 37, (u >> 10) & 0x7FF_FFFF
+        if not leaves:
+            return found
+        for h, (x, y) in zip(leaves, self._PAIRS.iter_unpack(b"".join(leaves)), strict=True):
+            a, b = x >> 5, y >> 5
             if (
                 bits[a >> 3] >> (a & 7) & 1
                 and bits[b >> 3] >> (b & 7) & 1
@@ -232,6 +236,13 @@ class LedgerService:
         hashes: list[bytes] | None = None
         busy: MempoolFullError | None = None
         for pool in pools:
+            if len(pool) + len(entries) > pool.config.max_entries:
+                # Refuse before hashing: under saturation most submissions are refused,
+                # and the mempool would hash the whole batch before finding it full.
+                busy = MempoolFullError(
+                    f"mempool holds {len(pool)} of {pool.config.max_entries} entries; retry later"
+                )
+                continue
             try:
                 leaves = pool.add(entries)
             except MempoolFullError as e:

@@ -52,6 +52,9 @@ async def test_commit_checkpoint_and_proofs(cluster: Cluster) -> None:
                 verify_inclusion(
                     proof.leaf_index, info.tree_size, proof.leaf_hash, bad, _root(note)
                 )
+        latest = await client.latest_checkpoint()
+        assert latest is not None
+        assert verify_checkpoint(latest, cluster.trust).checkpoint.size >= info.tree_size
         block = await client.block(info.block_height)
         assert block["tree_size"] == info.tree_size
         more = await client.submit(_entries("second", 10))

@@ -161,3 +161,24 @@ def test_store_reuses_proposal_bytes_exactly(tmp_path: Path) -> None:
         assert store.get_block(block.hash) == block
     finally:
         store.close()
+
+
+def test_committed_index_finds_exactly_the_logged_leaves(tmp_path: Path) -> None:
+    from chain.log import MerkleLog
+    from chain.node.service import CommittedIndex
+
+    rng = random.Random(11)
+    log = MerkleLog.open(tmp_path / "log")
+    try:
+        before = [rng.randbytes(40) for _ in range(300)]
+        log.append(before)
+        index = CommittedIndex(log, tmp_path / "log" / "log.sqlite")  # loaded from disk
+        after = [rng.randbytes(40) for _ in range(300)]
+        log.append(after)
+        index.add([leaf_hash(e) for e in after])  # as on commit
+        fresh = [leaf_hash(rng.randbytes(40)) for _ in range(3000)]
+        probe = [leaf_hash(e) for e in before[::7] + after[::5]]
+        assert index.committed(probe + fresh) == set(probe)
+        assert CommittedIndex(log, None).committed(probe[:5] + fresh[:5]) == set(probe[:5])
+    finally:
+        log.close()
