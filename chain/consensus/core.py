@@ -12,7 +12,6 @@ commits to its own ledger and serves blocks, proofs and checkpoints, but never s
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -553,6 +552,7 @@ class Core:
             self._request(block_hash, None)
 
     def _on_block_request(self, sender: str, req: BlockRequest) -> None:
+        req.verify(self.committee)
         blocks: list[Block] = []
         h = req.block_hash
         while len(blocks) < min(req.count, self.config.sync_batch):
@@ -571,10 +571,7 @@ class Core:
             InvalidMessageError,
             "unsolicited block response",
         )
-        for child, block in itertools.pairwise(blocks):
-            ensure(child.parent_hash == block.hash, InvalidMessageError, "blocks do not chain")
-        for block in blocks:
-            block.verify(self.committee, self.config.limits)
+        resp.verify(self.committee, self.config.limits)
         for block in reversed(blocks):
             if block.hash in self.tree or block.height <= self.head.height:
                 continue

@@ -19,6 +19,7 @@ block carrying a valid QC of its parent.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from chain.checkpoint import Checkpoint
@@ -170,6 +171,11 @@ class BlockRequest:
     count: int
     known_height: int
 
+    def verify(self, committee: Committee) -> None:
+        """Raise unless the request is well formed (it carries no signature: it only reads)."""
+        ensure(len(self.block_hash) == HASH_SIZE, InvalidMessageError, "bad block hash")
+        ensure(self.count >= 1, InvalidMessageError, "asks for no blocks")
+
 
 @dataclass(frozen=True)
 class BlockResponse:
@@ -177,6 +183,18 @@ class BlockResponse:
     parent of the previous one."""
 
     blocks: tuple[Block, ...]
+
+    def verify(self, committee: Committee, limits: Limits) -> None:
+        """Raise unless the blocks chain by hash and each is valid with its certificates.
+
+        Whether ``blocks[0]`` was asked for is the receiver's check; given that, every block
+        is certified: the first by the QC that named it, each next one by its child's QC.
+        """
+        ensure(bool(self.blocks), InvalidMessageError, "empty block response")
+        for child, parent in itertools.pairwise(self.blocks):
+            ensure(child.parent_hash == parent.hash, InvalidMessageError, "blocks do not chain")
+        for block in self.blocks:
+            block.verify(committee, limits)
 
 
 Message = Proposal | Vote | Timeout | CheckpointVote | BlockRequest | BlockResponse
