@@ -16,9 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chain.checkpoint import Checkpoint, checkpoint_signature
 from chain.consensus.blocks import (
-    GENESIS,
     Block,
     Limits,
     QuorumCert,
@@ -35,7 +33,7 @@ from chain.consensus.errors import (
     StaleMessageError,
     ensure,
 )
-from chain.consensus.ledger import CheckpointCollector, Ledger
+from chain.consensus.ledger import Checkpointer, Ledger, apply_block, recover
 from chain.consensus.mempool import Mempool
 from chain.consensus.messages import (
     BlockRequest,
@@ -122,7 +120,7 @@ class Core:
         self.safety = SafetyRules(safety_store or MemoryStore(), rules)
         self.rules = self.safety.rules
         self.pacemaker = Pacemaker(self.config.pacemaker)
-        self.tree = BlockTree(self._recover_head(), ledger.compact_range())
+        self.tree = BlockTree(recover(block_store, ledger), ledger.compact_range())
         self.last_tc: TimeoutCert | None = None
         self.commit_listeners: list[CommitListener] = []
         self.errors = 0
@@ -134,37 +132,10 @@ class Core:
         self._requested: dict[bytes, tuple[int, int]] = {}  # hash -> (time, peer turn)
         self._view_timer: Timer | None = None
         self._propose_waiting = 0
-        self._checkpoints = CheckpointCollector(committee)
-        self._last_signed_size = 0
+        self.checkpointer = Checkpointer(committee, signer, block_store)
         self._started = False
 
     # -- recovery ----------------------------------------------------------------------
-
-    def _recover_head(self) -> Block:
-        """The committed head, after replaying committed blocks the ledger lacks.
-
-        Commit order is: mark committed in the block store, then append to the ledger;
-        a crash in between leaves the ledger behind, never ahead.
-        """
-        head = self.store.committed_head() or GENESIS
-        if self.ledger.size < head.tree_size:
-            for height in range(1, head.height + 1):
-                block = self.store.committed_block(height)
-                if block is None:
-                    raise SafetyViolationError(f"committed block {height} missing from store")
-                if block.tree_size > self.ledger.size:
-                    ensure(
-                        block.tree_size - len(block.entries) == self.ledger.size,
-                        SafetyViolationError,
-                        f"ledger size {self.ledger.size} cannot be completed by block {height}",
-                    )
-                    self.ledger.append(block.entries)
-        ensure(
-            self.ledger.size == head.tree_size and self.ledger.root() == head.root,
-            SafetyViolationError,
-            f"ledger (size {self.ledger.size}) does not match committed block {head.height}",
-        )
-        return head
 
     def start(self) -> None:
         """Reload stored blocks, enter the recovered view and arm the timers."""
@@ -495,41 +466,21 @@ class Core:
                 f"does not extend committed block {self.head.height}"
             )
         for block in chain:
-            self.store.set_committed(block)  # first: a crash here is replayed into the ledger
-            if block.entries:
-                size, root = self.ledger.append(block.entries)
-            else:
-                size, root = self.ledger.size, self.ledger.root()
-            ensure(
-                size == block.tree_size and root == block.root,
-                SafetyViolationError,
-                f"ledger after block {block.height} does not match the block's root",
-            )
+            apply_block(self.store, self.ledger, block)
             self.tree.set_head(block)
             if self.mempool is not None:
                 self.mempool.remove(block.leaf_hashes)
             for listener in self.commit_listeners:
                 listener(block)
-            self._sign_checkpoint(block)
+            vote = self.checkpointer.sign(block)
+            if vote is not None:
+                self._broadcast(vote)
         self.tree.prune()
         for h in [h for h, qc in self._certified.items() if qc.view < self.head.view]:
             del self._certified[h]
 
-    def _sign_checkpoint(self, block: Block) -> None:
-        if self.signer is None or self.index is None or block.tree_size <= self._last_signed_size:
-            return
-        self._last_signed_size = block.tree_size
-        cp = Checkpoint(origin=self.committee.chain_id, size=block.tree_size, root=block.root)
-        sig = checkpoint_signature(cp, self.signer).signature
-        self._broadcast(CheckpointVote(block.height, block.tree_size, block.root, self.index, sig))
-
     def _on_checkpoint_vote(self, v: CheckpointVote) -> None:
-        if self.store.checkpoint(v.tree_size) is not None:
-            return
-        v.verify(self.committee)
-        note = self._checkpoints.add(v)
-        if note is not None:
-            self.store.put_checkpoint(v.tree_size, note)
+        self.checkpointer.receive(v)
 
     # -- catch-up ------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
-"""The ledger interface a validator applies committed blocks to, and checkpoint gathering.
+"""Applying committed blocks to the log, and the checkpoints signed over it.
 
-Real nodes use :class:`chain.log.MerkleLog` (persisted, O(log n) proofs); the simulation
-and unit tests use :class:`MemoryLedger`. :class:`CheckpointCollector` gathers the
-validators' signed-note signatures over the checkpoint of each committed block and yields
-the note once 2f+1 distinct validators signed it.
+Real nodes use :class:`chain.log.MerkleLog` (persisted, O(log n) proofs) as the
+:class:`Ledger`; the simulation and unit tests use :class:`MemoryLedger`.
+:func:`apply_block` and :func:`recover` keep the block store's committed chain and the log
+in step across crashes. :class:`Checkpointer` signs the checkpoint of each committed block
+and turns 2f+1 validators' signatures into a stored committed checkpoint note.
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from chain.checkpoint import Checkpoint, assemble_checkpoint, verify_checkpoint
+from chain.checkpoint import (
+    Checkpoint,
+    assemble_checkpoint,
+    checkpoint_signature,
+    verify_checkpoint,
+)
+from chain.consensus.blocks import GENESIS, Block
 from chain.consensus.committee import Committee
+from chain.consensus.errors import SafetyViolationError, ensure
 from chain.consensus.messages import CheckpointVote
+from chain.consensus.store import BlockStore
+from chain.keys import Signer
 from chain.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash
 
 
@@ -136,4 +146,84 @@ class CheckpointCollector:
         self._done.add(vote.tree_size)
         for k in [k for k in self._pending if k[0] == vote.tree_size]:
             del self._pending[k]
+        return note
+
+
+def apply_block(store: BlockStore, ledger: Ledger, block: Block) -> None:
+    """Commit ``block`` (a child of the committed head): mark it, then append its entries.
+
+    The mark comes first, so a crash in between leaves the log behind, never ahead, and
+    :func:`recover` replays it. Raises :class:`SafetyViolationError` if the log's size or
+    root afterwards differ from the block's (the log and the chain disagree).
+    """
+    store.set_committed(block)
+    if block.entries:
+        size, root = ledger.append(block.entries)
+    else:
+        size, root = ledger.size, ledger.root()
+    ensure(
+        size == block.tree_size and root == block.root,
+        SafetyViolationError,
+        f"ledger after block {block.height} does not match the block's root",
+    )
+
+
+def recover(store: BlockStore, ledger: Ledger) -> Block:
+    """The committed head, after replaying into ``ledger`` committed blocks it lacks.
+
+    Raises :class:`SafetyViolationError` if the log cannot be brought to the head's size
+    and root (it holds entries the chain did not commit, or a committed block is missing).
+    """
+    head = store.committed_head() or GENESIS
+    if ledger.size < head.tree_size:
+        for height in range(1, head.height + 1):
+            block = store.committed_block(height)
+            if block is None:
+                raise SafetyViolationError(f"committed block {height} missing from store")
+            if block.tree_size > ledger.size:
+                ensure(
+                    block.tree_size - len(block.entries) == ledger.size,
+                    SafetyViolationError,
+                    f"ledger size {ledger.size} cannot be completed by block {height}",
+                )
+                ledger.append(block.entries)
+    ensure(
+        ledger.size == head.tree_size and ledger.root() == head.root,
+        SafetyViolationError,
+        f"ledger (size {ledger.size}) does not match committed block {head.height}",
+    )
+    return head
+
+
+class Checkpointer:
+    """Signs checkpoints of committed blocks and stores those 2f+1 validators signed."""
+
+    def __init__(self, committee: Committee, signer: Signer | None, store: BlockStore) -> None:
+        """``signer`` None (an observer) only collects."""
+        self._committee = committee
+        self._signer = signer
+        self._index = committee.index_of(signer.name) if signer is not None else None
+        self._store = store
+        self._collector = CheckpointCollector(committee)
+        self._last_signed_size = 0
+
+    def sign(self, block: Block) -> CheckpointVote | None:
+        """This validator's vote for the checkpoint after ``block``, if the log grew."""
+        if self._signer is None or self._index is None:
+            return None
+        if block.tree_size <= self._last_signed_size:
+            return None
+        self._last_signed_size = block.tree_size
+        cp = Checkpoint(origin=self._committee.chain_id, size=block.tree_size, root=block.root)
+        sig = checkpoint_signature(cp, self._signer).signature
+        return CheckpointVote(block.height, block.tree_size, block.root, self._index, sig)
+
+    def receive(self, vote: CheckpointVote) -> str | None:
+        """Verify and collect ``vote``; store and return the note once it is committed."""
+        if self._store.checkpoint(vote.tree_size) is not None:
+            return None
+        vote.verify(self._committee)
+        note = self._collector.add(vote)
+        if note is not None:
+            self._store.put_checkpoint(vote.tree_size, note)
         return note
