@@ -38,7 +38,7 @@ from chain.consensus.blocks import Limits as BlockLimits
 from chain.consensus.errors import InvalidMessageError
 from chain.consensus.messages import Message
 from chain.node.config import Limits
-from chain.node.peer_transport import CHAIN_HEADER, PEER_HEADER, PEER_PATH
+from chain.node.peer_transport import BATCH_BYTES, CHAIN_HEADER, PEER_HEADER, PEER_PATH
 from chain.node.problems import Problem, bad_request, problem_middleware
 from chain.node.service import LedgerService, checkpoint_size
 from chain.node.wire import ForwardedEntries, decode_batch, decode_frame
@@ -114,6 +114,26 @@ def _wait_timeout(request: web.Request, limits: Limits) -> float:
     return min(timeout, limits.max_wait_s)
 
 
+def peer_max_bytes(block_limits: BlockLimits) -> int:
+    """The largest peer request: a sender batch (up to BATCH_BYTES) plus one more frame."""
+    return BATCH_BYTES + 2 * block_limits.max_block_bytes + (1 << 20)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, or 413 ``too_large`` as soon as it exceeds ``limit`` bytes."""
+    too_large = Problem(413, "too_large", "Request too large", f"body exceeds {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(data), content_type="application/json")
 
@@ -137,7 +157,10 @@ def make_app(
     """The node's application; ``deliver(sender, message)`` hands peer messages to the core
     (None: no peer endpoint)."""
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=limits.max_request_bytes
+        middlewares=[problem_middleware],
+        # Peer batches (blocks of up to max_block_bytes) must never hit a client limit an
+        # operator lowered; client bodies are bounded separately by _read_body.
+        client_max_size=max(limits.max_request_bytes, peer_max_bytes(block_limits)),
     )
     app[SERVICE_KEY] = service
     garbage = RateLimitedLog()
@@ -173,9 +196,7 @@ def make_app(
         return web.Response(status=204)
 
     async def submit(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > limits.max_request_bytes:
-            raise Problem(413, "too_large", "Request too large", "body exceeds the node's limit")
-        body = await request.read()
+        body = await _read_body(request, limits.max_request_bytes)
         entries: list[bytes]
         if request.content_type == "application/octet-stream":
             try:

@@ -75,3 +75,46 @@ async def test_failover_and_error_mapping(served: tuple[EmbeddedChain, str]) -> 
             await client.inclusion_proof(999, leaf_index=0)
         status = await client.status()
         assert status["role"] == "embedded" and status["tree_size"] == 1
+
+
+async def test_client_body_limit_does_not_limit_peer_batches(tmp_path: Path) -> None:
+    import os
+
+    from chain.consensus.messages import Message, Vote
+    from chain.node.peer_transport import CHAIN_HEADER, PEER_HEADER, PEER_PATH
+    from chain.node.wire import encode_batch, encode_message
+
+    chain = await start_embedded(tmp_path)
+    delivered: list[Message] = []
+    app = make_app(
+        chain.service,
+        limits=Limits(max_request_bytes=2048),
+        block_limits=BlockLimits(),
+        deliver=lambda _peer, m: delivered.append(m),
+    )
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        big = encode_batch([os.urandom(100) for _ in range(40)])
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked upload
+            for i in range(0, len(big), 512):
+                yield big[i : i + 512]
+
+        votes = [Vote(1, os.urandom(32), 1, os.urandom(64)) for _ in range(100)]
+        headers = {CHAIN_HEADER: chain.trust.chain_id, PEER_HEADER: "v9"}
+        octet = {"Content-Type": "application/octet-stream"}
+        async with aiohttp.ClientSession() as s:
+            for data in (big, chunks()):
+                async with s.post(url + "/v1/entries", data=data, headers=octet) as r:
+                    assert r.status == 413
+                    assert (await r.json(content_type=None))["code"] == "too_large"
+            peer_body = encode_batch([encode_message(v) for v in votes])
+            assert len(peer_body) > 2048
+            async with s.post(url + PEER_PATH, data=peer_body, headers=headers) as r:
+                assert r.status == 204
+        assert delivered == votes
+    finally:
+        await server.close()
+        await chain.stop()
