@@ -187,6 +187,11 @@ class Node:
         core, transport = self.core, self._transport
         if core is None or transport is None or not entries:
             return
+        pool = core.mempool
+        if pool is not None and len(pool) >= 2 * pool.config.batch_entries:
+            # Saturated: every leader has full blocks waiting of its own, and a copy would
+            # only cost the next leader hashing and memory. Forwarding is for latency.
+            return
         committee = core.committee
         targets: list[str] = []
         for v in range(core.view + 1, core.view + 1 + self.config.consensus.forward_to_leaders):
