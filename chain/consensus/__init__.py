@@ -5,7 +5,9 @@ clock, safety store, block store and ledger; ``docs/consensus.md`` describes the
 its message formats and its safety and liveness arguments.
 """
 
+from chain.consensus.api import Committed, LedgerAPI
 from chain.consensus.blocks import GENESIS, GENESIS_QC, Block, Limits, QuorumCert, TimeoutCert
+from chain.consensus.codec import decode_message, encode_message
 from chain.consensus.committee import Committee
 from chain.consensus.core import Core, CoreConfig
 from chain.consensus.ledger import Ledger, MemoryLedger
@@ -21,6 +23,7 @@ from chain.consensus.messages import (
 )
 from chain.consensus.pacemaker import PacemakerConfig
 from chain.consensus.safety import Rules, SafetyRules, SafetyState, SafetyStore
+from chain.consensus.sqlite_store import SqliteStore
 from chain.consensus.store import BlockStore, MemoryStore
 from chain.consensus.transport import Clock, InMemoryNetwork, Timer, Transport
 
@@ -33,11 +36,13 @@ __all__ = [
     "BlockStore",
     "CheckpointVote",
     "Clock",
+    "Committed",
     "Committee",
     "Core",
     "CoreConfig",
     "InMemoryNetwork",
     "Ledger",
+    "LedgerAPI",
     "Limits",
     "MemoryLedger",
     "MemoryStore",
@@ -51,9 +56,12 @@ __all__ = [
     "SafetyRules",
     "SafetyState",
     "SafetyStore",
+    "SqliteStore",
     "Timeout",
     "TimeoutCert",
     "Timer",
     "Transport",
     "Vote",
+    "decode_message",
+    "encode_message",
 ]
