@@ -33,6 +33,7 @@ from chain.errors import ChainError
 from chain.keys import Signer
 from chain.log import MerkleLog
 from chain.node.clock import AsyncioClock
+from chain.node.deferred_ledger import DeferredLedger
 from chain.node.results import (
     CommitInfo,
     CommitTimeoutError,
@@ -54,7 +55,7 @@ TRUST_FILE = "trust.json"
 class _Replica:
     name: str
     core: Core
-    log: MerkleLog
+    log: DeferredLedger
     store: SqliteStore
     clock: AsyncioClock
 
@@ -206,7 +207,7 @@ async def start_embedded(
     try:
         for signer in signers:
             base = data_dir / signer.name
-            log = MerkleLog.open(base / "log")
+            log = DeferredLedger(MerkleLog.open(base / "log"), loop.call_soon, on_error=on_error)
             store = SqliteStore.open(base)
             transport = network.register(signer.name, handler_for(signer.name))
             clock = AsyncioClock(loop, on_error=on_error)

@@ -28,6 +28,7 @@ from chain.keys import Signer
 from chain.log import MerkleLog
 from chain.node.clock import AsyncioClock
 from chain.node.config import ConfigError, NodeConfig, load_config
+from chain.node.deferred_ledger import DeferredLedger
 from chain.node.peer_transport import HttpTransport
 from chain.node.server import make_app
 from chain.node.service import LedgerService
@@ -81,7 +82,7 @@ class Node:
         self._runner: web.AppRunner | None = None
         self._transport: HttpTransport | None = None
         self._clock: AsyncioClock | None = None
-        self._log: MerkleLog | None = None
+        self._log: DeferredLedger | None = None
         self._store: SqliteStore | None = None
         self.core: Core | None = None
         self.service: LedgerService | None = None
@@ -117,7 +118,9 @@ class Node:
             queue_size=cfg.limits.peer_queue,
         )
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = MerkleLog.open(cfg.data_dir / "log")
+        self._log = DeferredLedger(
+            MerkleLog.open(cfg.data_dir / "log"), loop.call_soon, on_error=self._halt
+        )
         self._store = SqliteStore.open(cfg.data_dir)
         limits = block_limits(cfg)
         c = cfg.consensus
@@ -224,10 +227,12 @@ class Node:
             logger.exception("%s: timer failed", self.config.name, exc_info=e)
 
     def _halt(self, e: BaseException) -> None:
-        # Two conflicting commits mean more than f faulty validators or a bug: stop
-        # signing anything, keep serving what is stored, and make it loud.
+        # Two conflicting commits (more than f faulty validators, or a bug) or a log that
+        # can no longer be written: stop signing anything, keep serving what is stored,
+        # and make it loud. A restart recovers from the store once the cause is fixed.
         self.halted = str(e)
-        logger.critical("%s: SAFETY VIOLATION, consensus halted: %s", self.config.name, e)
+        kind = "SAFETY VIOLATION" if isinstance(e, SafetyViolationError) else "LEDGER FAILURE"
+        logger.critical("%s: %s, consensus halted: %s", self.config.name, kind, e)
         if self._clock is not None:
             self._clock.stop()
 
