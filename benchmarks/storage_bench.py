@@ -37,7 +37,8 @@ K, M = 4, 2
 
 def emit(name: str, value: float | int | str) -> None:
     if isinstance(value, float):
-        value = f"{value:.1f}"
+        # Ratios need two decimals to be read against their targets.
+        value = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     print(f"{name}={value}", flush=True)
 
 
