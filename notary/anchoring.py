@@ -23,8 +23,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
+from chain.node.client import LedgerClientProtocol as Ledger
 from notary.index.models import Document
-from notary.ledger import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -106,11 +106,20 @@ class DatabaseSettings(_Section):
 
 
 class ChainSettings(_Section):
-    # "embedded": validators run inside the service; "remote": validators at their addresses.
+    # "embedded": validators run inside the service; "remote": validators at the addresses
+    # of the trust file (their client API), reached over HTTP(S).
     mode: Literal["embedded", "remote"] = "embedded"
     validators: Annotated[int, Field(ge=4, le=100)] = 4
     trust_file: Path | None = None
+    # CA bundle that signed the validators' TLS certificates (remote mode, https addresses).
+    ca_file: Path | None = None
     chain_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/:-]{1,128}$")] = "notary.local/dev"
+
+    @model_validator(mode="after")
+    def _remote_needs_trust(self) -> ChainSettings:
+        if self.mode == "remote" and self.trust_file is None:
+            raise ValueError("mode = remote needs trust_file (the validators and their addresses)")
+        return self
 
 
 class LimitsSettings(_Section):

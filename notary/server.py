@@ -3,7 +3,9 @@
 The embedded default (no configuration): six folder storage nodes under
 ``<data_dir>/nodes``, SQLite at ``<data_dir>/index.sqlite3``, four validators in this
 process under ``<data_dir>/chain`` (keys and trust file created on first start and
-reused afterwards), the API on 127.0.0.1:8080.
+reused afterwards), the API on 127.0.0.1:8080. In production (``chain.mode = remote``)
+the validators run as their own processes (``notary node run``) and the service reaches
+their client API at the addresses of the trust file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from chain.node.inprocess import EmbeddedChain, start_embedded
+from chain.errors import ChainError
+from chain.node.client import LedgerClient
+from chain.node.client import LedgerClientProtocol as Ledger
+from chain.node.inprocess import start_embedded
+from chain.trust import TrustFile
 from notary.anchoring import AnchorWorker
 from notary.config import S3NodeSettings, Settings
 from notary.errors import NotaryError
@@ -80,19 +86,37 @@ class Notary:
     service: NotaryService
     store: DocumentStore
     engine: AsyncEngine
-    chain: EmbeddedChain
+    ledger: Ledger
+    trust_path: Path
     worker: AnchorWorker
 
-    @property
-    def trust_path(self) -> Path:
-        return self.chain.trust_path
-
     async def close(self) -> None:
-        """Stop anchoring, the validators, storage and the database, in that order."""
+        """Stop anchoring, the ledger (or its client), storage and the database."""
         await self.worker.stop()
-        await self.chain.stop()
+        await self.ledger.close()
         await self.store.close()
         await self.engine.dispose()
+
+
+async def connect_ledger(settings: Settings) -> tuple[Ledger, TrustFile, Path]:
+    """The ledger: validators in this process, or a client of remote validators."""
+    if settings.chain.mode == "embedded":
+        chain = await start_embedded(
+            settings.data_dir / "chain",
+            n=settings.chain.validators,
+            chain_id=settings.chain.chain_id,
+        )
+        return chain, chain.trust, chain.trust_path
+    path = settings.chain.trust_file
+    assert path is not None  # the settings refuse remote mode without a trust file
+    try:
+        trust = TrustFile.load(path)
+    except ChainError as e:
+        raise NotaryError(f"invalid setting chain.trust_file: {e}") from None
+    urls = [v.address for v in trust.validators if v.address]
+    if not urls:
+        raise NotaryError(f"invalid setting chain.trust_file: {path} lists no validator address")
+    return LedgerClient(urls, ca=settings.chain.ca_file), trust, path
 
 
 def _anonymous(request: web.Request) -> Principal:
@@ -131,18 +155,19 @@ async def build(settings: Settings) -> Notary:
         segment_size=settings.storage.segment_size,
         node_timeout=settings.storage.node_timeout,
     )
-    if settings.chain.mode != "embedded":
-        raise NotaryError("chain.mode = remote is not available yet; use the embedded chain")
-    chain = await start_embedded(
-        settings.data_dir / "chain", n=settings.chain.validators, chain_id=settings.chain.chain_id
-    )
-    worker = AnchorWorker(chain, sessions)
+    try:
+        ledger, trust, trust_path = await connect_ledger(settings)
+    except BaseException:
+        await store.close()
+        await engine.dispose()
+        raise
+    worker = AnchorWorker(ledger, sessions)
     service = NotaryService(
         store,
         sessions,
         worker,
-        chain,
-        chain.trust.chain_id,
+        ledger,
+        trust.chain_id,
         max_upload_bytes=settings.limits.max_upload_bytes,
     )
     await service.abandon_unfinished(STALE_UPLOAD)
@@ -165,8 +190,8 @@ async def build(settings: Settings) -> Notary:
         return "reachable"
 
     async def chain_ready() -> str:
-        status = await chain.status()
-        return f"height {status.get('height')}, {len(chain.replicas)} validators in process"
+        status = await ledger.status()
+        return f"height {status.get('height')}, view {status.get('view')}"
 
     app = create_app(
         {"storage": storage_ready, "database": database_ready, "chain": chain_ready},
@@ -174,7 +199,7 @@ async def build(settings: Settings) -> Notary:
     )
     app[SERVICE] = service
     app.add_routes(document_routes())
-    return Notary(app, service, store, engine, chain, worker)
+    return Notary(app, service, store, engine, ledger, trust_path, worker)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -30,12 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chain.checkpoint import parse_checkpoint
 from chain.errors import ChainError
 from chain.merkle import leaf_hash
+from chain.node.client import LedgerClientProtocol as Ledger
 from chain.node.results import NotFoundError as ChainNotFound
 from chain.note import parse_note
 from notary import errors
 from notary.entry import document_entry
 from notary.index.models import Document
-from notary.ledger import Ledger
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
 from storage import DigestMismatchError as StorageDigestMismatch
