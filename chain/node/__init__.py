@@ -6,6 +6,8 @@
     clock.py           the asyncio Clock of a real node
     wire.py            consensus messages <-> bytes (the peer wire format)
     sqlite_store.py    durable SafetyStore + BlockStore in SQLite
+    deferred_ledger.py the Merkle log append moved off the vote's critical path
+    results.py         entry hash, result types and client-facing errors
     service.py         LedgerService: client operations over one Core
     peer_transport.py  aiohttp Transport: bounded per-peer queues, reconnect with backoff
     problems.py        RFC 9457 problem details with stable codes
