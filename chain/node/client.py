@@ -65,6 +65,10 @@ class LedgerClientProtocol(Protocol):
         """Consistency proof between two tree sizes."""
         ...
 
+    async def block(self, height: int) -> dict[str, Any]:
+        """The committed block at ``height`` (JSON form); NotFoundError."""
+        ...
+
     async def status(self) -> dict[str, Any]:
         """Node status (height, view, tree size, latest checkpoint)."""
         ...

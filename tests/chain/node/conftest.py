@@ -175,12 +175,10 @@ class Cluster:
         """The node's /v1/status, or None if it does not answer."""
         ssl_ctx = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
         try:
-            async with aiohttp.request(
-                "GET",
-                node.url + "/v1/status",
-                timeout=aiohttp.ClientTimeout(total=2),
-                connector=aiohttp.TCPConnector(ssl=ssl_ctx),
-            ) as r:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as session,
+                session.get(node.url + "/v1/status", timeout=aiohttp.ClientTimeout(total=2)) as r,
+            ):
                 if r.status != 200:
                     return None
                 result: dict[str, Any] = await r.json()

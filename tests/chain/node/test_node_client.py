@@ -118,3 +118,20 @@ async def test_client_body_limit_does_not_limit_peer_batches(tmp_path: Path) -> 
     finally:
         await server.close()
         await chain.stop()
+
+
+def test_both_clients_implement_the_protocol() -> None:
+    # The notary service depends on LedgerClientProtocol; both implementations offer it.
+    for cls in (LedgerClient, EmbeddedChain):
+        for name in (
+            "submit",
+            "wait_committed",
+            "latest_checkpoint",
+            "checkpoint",
+            "inclusion_proof",
+            "consistency_proof",
+            "block",
+            "status",
+            "close",
+        ):
+            assert callable(getattr(cls, name)), (cls, name)
