@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chain.consensus.committee import Committee
 from chain.consensus.core import Core, CoreConfig
@@ -240,3 +240,10 @@ async def start_embedded(
     for r in replicas:
         r.core.start()
     return EmbeddedChain(data_dir, trust, service, replicas, network, cores)
+
+
+if TYPE_CHECKING:  # both implementations must satisfy the protocol the service uses
+    from chain.node.client import LedgerClient, LedgerClientProtocol
+
+    _EMBEDDED: type[LedgerClientProtocol] = EmbeddedChain
+    _HTTP: type[LedgerClientProtocol] = LedgerClient
