@@ -5,11 +5,12 @@ Implements :class:`~chain.consensus.safety.SafetyStore` and
 :class:`~chain.consensus.store.BlockStore`. WAL journal; :meth:`save_safety` returns only once
 the state would survive a power cut (the core signs a vote only after that).
 
-Durability per write: the safety state and the committed marker are written with
-``synchronous=FULL`` (fsync at commit: the core appends to the ledger only after the
-marker is durable, and signs only after the safety state is). Plain blocks are written
-with ``NORMAL`` (no fsync of their own; the next FULL commit flushes them): a block lost
-in a power cut is simply fetched again from peers.
+Durability per write: the safety state and the committed marker of a block with entries
+are written with ``synchronous=FULL`` (fsync at commit: the core appends to the ledger
+only after the marker is durable, and signs only after the safety state is). Plain
+blocks, and markers of empty blocks, are written with ``NORMAL`` (no fsync of their
+own; the next FULL commit flushes them): what a power cut loses of them is learnt
+again from peers.
 """
 
 from __future__ import annotations
@@ -158,12 +159,21 @@ class SqliteStore:
         return decode_block(bytes(row[0])) if row else None
 
     def set_committed(self, block: Block) -> None:
-        """Record ``block`` as committed at its height (the block is stored with it)."""
+        """Record ``block`` as committed at its height (the block is stored with it).
+
+        Durable before returning when the block has entries: the ledger append that
+        follows must never get ahead of the marker. An empty block changes no log, so
+        its marker rides on the next fsync (a power cut may forget a few trailing empty
+        commits; they are learnt again from peers), which spares an idle chain one
+        fsync per block and validator.
+        """
+        durable = bool(block.entries)
         try:
             stored = self._db.execute(
                 "SELECT 1 FROM blocks WHERE hash = ?", (block.hash,)
             ).fetchone()
-            self._db.execute("PRAGMA synchronous=FULL")
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             with self._db:
                 self._db.execute("BEGIN")
                 if stored is None:  # normally put_block stored it already; encoding is costly
@@ -175,7 +185,8 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO committed (height, hash, tree_size) VALUES (?, ?, ?)",
                     (block.height, block.hash, block.tree_size),
                 )
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: commit of block {block.height} failed: {e}") from None
         if self._head is None or block.height > self._head.height:
