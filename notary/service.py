@@ -16,6 +16,7 @@ A failed upload leaves nothing: its row is deleted and storage removes its fragm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -45,6 +46,15 @@ from storage.manifest import from_dict, to_dict
 _T = TypeVar("_T")
 Clock = Callable[[], datetime]
 RandomBytes = Callable[[int], bytes]
+# (salt, document SHA-256) -> the entry bytes to anchor.
+EntryBuilder = Callable[[bytes, bytes], bytes]
+# Runs inside the transaction that acknowledges a stored upload (before its entry is
+# queued for anchoring); raising aborts the upload, which then leaves nothing behind.
+OnStored = Callable[[AsyncSession, str, Manifest], Awaitable[None]]
+
+
+def _document_entry(salt: bytes, sha256: bytes) -> bytes:
+    return document_entry(salt, sha256).to_bytes()
 
 
 class Anchorer(Protocol):
@@ -180,9 +190,21 @@ class NotaryService:
     # ---------------------------------------------------------------- upload
 
     async def upload(
-        self, who: Principal, meta: UploadMetadata, body: AsyncIterable[bytes]
+        self,
+        who: Principal,
+        meta: UploadMetadata,
+        body: AsyncIterable[bytes],
+        *,
+        entry_for: EntryBuilder = _document_entry,
+        on_stored: OnStored | None = None,
     ) -> DocumentView:
-        """Store, index and queue for anchoring one document; return it as ``anchoring``."""
+        """Store, index and queue for anchoring one document; return it as ``anchoring``.
+
+        ``entry_for`` builds the anchored entry (a document entry by default; log
+        segments anchor their own type). ``on_stored`` runs in the transaction that
+        acknowledges the upload and may raise to refuse it: the row and the fragments
+        are then removed, and the error propagates.
+        """
         doc_id = self._random(16).hex()
         salt = self._random(32)
         await self._insert_storing(who, meta, doc_id, salt)
@@ -191,20 +213,28 @@ class NotaryService:
         except BaseException:
             await self._forget(doc_id)
             raise
-        entry = document_entry(salt, bytes.fromhex(manifest.sha256)).to_bytes()
-        async with self.sessions.begin() as s:
-            await s.execute(
-                update(Document)
-                .where(Document.id == doc_id)
-                .values(
-                    status="anchoring",
-                    size=manifest.size,
-                    sha256=manifest.sha256,
-                    manifest=json.dumps(to_dict(manifest), separators=(",", ":")),
-                    entry=entry,
-                    entry_hash=leaf_hash(entry).hex(),
+        entry = entry_for(salt, bytes.fromhex(manifest.sha256))
+        try:
+            async with self.sessions.begin() as s:
+                await s.execute(
+                    update(Document)
+                    .where(Document.id == doc_id)
+                    .values(
+                        status="anchoring",
+                        size=manifest.size,
+                        sha256=manifest.sha256,
+                        manifest=json.dumps(to_dict(manifest), separators=(",", ":")),
+                        entry=entry,
+                        entry_hash=leaf_hash(entry).hex(),
+                    )
                 )
-            )
+                if on_stored is not None:
+                    await on_stored(s, doc_id, manifest)
+        except BaseException:
+            await self._forget(doc_id)
+            with contextlib.suppress(StorageError):  # leftovers are invisible without a row
+                await self.store.delete(manifest)
+            raise
         self.anchorer.enqueue(doc_id, entry)
         return await self.get(who, doc_id)
 
