@@ -6,13 +6,19 @@ meaning; clients branch on ``code``, people read ``title`` and ``detail``::
 
     NotaryError                       500 internal_error
     ├── BadRequestError               400 bad_request
+    ├── UnauthorizedError             401 unauthorized
+    ├── ForbiddenError                403 forbidden
     ├── NotFoundError                 404 not_found
-    │   └── DocumentNotFoundError     404 document_not_found
+    │   ├── DocumentNotFoundError     404 document_not_found
+    │   └── CaseOrderNotFoundError    404 case_order_not_found
     ├── MethodNotAllowedError         405 method_not_allowed
     ├── PayloadTooLargeError          413 payload_too_large
     ├── UnsupportedMediaTypeError     415 unsupported_media_type
     ├── InvalidMetadataError          422 invalid_metadata
     ├── DigestMismatchError           422 sha256_mismatch
+    ├── InvalidRequestError           422 invalid_request
+    ├── MalformedReceiptError         422 malformed_receipt
+    ├── CaseOrderExistsError          409 case_order_exists
     ├── NotAnchoredError              409 not_anchored
     ├── AlreadySupersededError        409 already_superseded
     ├── RangeNotSatisfiableError      416 range_not_satisfiable
@@ -58,6 +64,18 @@ class BadRequestError(NotaryError):
     status, code, title = 400, "bad_request", "Bad request"
 
 
+class UnauthorizedError(NotaryError):
+    """No valid bearer token: missing, unknown or revoked (answered with WWW-Authenticate)."""
+
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class ForbiddenError(NotaryError):
+    """The caller's role may not do this (for a document it may see at all)."""
+
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
 class NotFoundError(NotaryError):
     """No such resource."""
 
@@ -68,6 +86,12 @@ class DocumentNotFoundError(NotFoundError):
     """No document with that id (or none this caller may see)."""
 
     code, title = "document_not_found", "Document not found"
+
+
+class CaseOrderNotFoundError(NotFoundError):
+    """No case order with that reference addressed to the caller's court."""
+
+    code, title = "case_order_not_found", "Case order not found"
 
 
 class MethodNotAllowedError(NotaryError):
@@ -98,6 +122,24 @@ class DigestMismatchError(NotaryError):
     """The uploaded bytes do not hash to the SHA-256 the caller announced."""
 
     status, code, title = 422, "sha256_mismatch", "SHA-256 mismatch"
+
+
+class InvalidRequestError(NotaryError):
+    """A well-formed request whose fields fail validation (shares, case orders, verify)."""
+
+    status, code, title = 422, "invalid_request", "Invalid request"
+
+
+class MalformedReceiptError(NotaryError):
+    """Receipt bytes that are not a receipt at all (an invalid receipt is a verdict)."""
+
+    status, code, title = 422, "malformed_receipt", "Malformed receipt"
+
+
+class CaseOrderExistsError(NotaryError):
+    """A case order with that reference is already recorded."""
+
+    status, code, title = 409, "case_order_exists", "Case order exists"
 
 
 class NotAnchoredError(NotaryError):
