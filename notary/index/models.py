@@ -134,4 +134,43 @@ class CaseOrderDocument(Base):
     )
 
 
+class LogStream(Base):
+    """A broker's log stream: a hash chain of anchored segments (docs/log-streams.md)."""
+
+    __tablename__ = "log_streams"
+    __table_args__ = (UniqueConstraint("org", "name"),)
+
+    # Opaque id (32 hex), the ``stream`` of every log_segment entry; never the name.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The head: last accepted segment (-1 and nulls while empty); ``head_end`` is the
+    # stream byte offset where the next segment must start.
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_end: Mapped[int] = mapped_column(BigInteger)
+    head_sha256: Mapped[str | None] = mapped_column(String(64))
+    head_entry_hash: Mapped[str | None] = mapped_column(String(64))
+    head_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LogSegment(Base):
+    """One segment of a log stream, stored as a ``broker_log`` document."""
+
+    __tablename__ = "log_segments"
+
+    stream_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("log_streams.id"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(64), ForeignKey("documents.id"), unique=True)
+    start_offset: Mapped[int] = mapped_column(BigInteger)
+    end_offset: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    # When the client cut the segment (its clock): what --from/--to select on.
+    cut_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_log_segments_stream_cut", LogSegment.stream_id, LogSegment.cut_at)
 Index("ix_documents_status_created", Document.status, Document.created_at)
