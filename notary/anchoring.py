@@ -1,4 +1,4 @@
-"""Taking stored documents' entries to the ledger, and recording their commitment.
+"""Taking entries to the ledger (documents' and custody events'), and recording their commit.
 
 Entries from concurrent uploads are batched: the worker drains what is queued (up to
 ``batch_size`` entries, waiting at most ``linger`` seconds for more) and submits them in
@@ -6,9 +6,14 @@ one call. Each submitted entry then gets a watcher that waits for the commit and
 the signed checkpoint covering it, records leaf index and block height in the index,
 and wakes whoever waits for that document.
 
-The index is the source of truth: every document in state ``anchoring`` is resubmitted
-at start (submission is idempotent: the ledger deduplicates entries by hash), so an
-upload acknowledged as stored is anchored even if the service crashed in between.
+Two kinds of record are anchored, each a row with a ``status`` column: a document
+(``documents``, keyed by its id) and a custody event (``custody_events``, keyed by its
+integer id). Both go ``anchoring`` -> ``anchored`` with leaf index, block height and time.
+
+The index is the source of truth: every row in state ``anchoring`` is resubmitted at
+start (submission is idempotent: the ledger deduplicates entries by hash), so an upload
+acknowledged as stored, or a recorded content access, is anchored even if the service
+crashed in between.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
-from notary.index.models import Document
+from notary.index.models import CustodyEvent, Document
 
 log = logging.getLogger(__name__)
+
+DOCUMENT = "document"
+CUSTODY = "custody"
+# (kind, id) of the row an entry belongs to.
+Key = tuple[str, str]
 
 
 class AnchorWorker:
@@ -50,15 +60,22 @@ class AnchorWorker:
         self._commit_timeout = commit_timeout
         self._retry_delay = retry_delay
         self._clock = clock
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._queue: asyncio.Queue[tuple[Key, bytes]] = asyncio.Queue()
+        self._waiters: dict[Key, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
-    def start(self, pending: Sequence[tuple[str, bytes]] = ()) -> None:
-        """Start the worker; ``pending`` entries (from the index) are submitted first."""
+    def start(
+        self,
+        pending: Sequence[tuple[str, bytes]] = (),
+        custody: Sequence[tuple[int, bytes]] = (),
+    ) -> None:
+        """Start the worker; ``pending`` document entries and ``custody`` event entries
+        (from the index) are submitted first."""
         for doc_id, entry in pending:
             self.enqueue(doc_id, entry)
+        for event_id, entry in custody:
+            self.enqueue_custody(event_id, entry)
         self._runner = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -73,17 +90,28 @@ class AnchorWorker:
 
     def enqueue(self, doc_id: str, entry: bytes) -> None:
         """Queue a document's entry for anchoring."""
-        self._queue.put_nowait((doc_id, entry))
+        self._queue.put_nowait(((DOCUMENT, doc_id), entry))
+
+    def enqueue_custody(self, event_id: int, entry: bytes) -> None:
+        """Queue a custody event's entry for anchoring."""
+        self._queue.put_nowait(((CUSTODY, str(event_id)), entry))
 
     def wait_anchored(self, doc_id: str) -> asyncio.Future[None]:
         """A future resolved when the document's entry is committed and recorded."""
-        fut = self._waiters.get(doc_id)
+        return self._waiter((DOCUMENT, doc_id))
+
+    def wait_custody(self, event_id: int) -> asyncio.Future[None]:
+        """A future resolved when the custody event's entry is committed and recorded."""
+        return self._waiter((CUSTODY, str(event_id)))
+
+    def _waiter(self, key: Key) -> asyncio.Future[None]:
+        fut = self._waiters.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
-            self._waiters[doc_id] = fut
+            self._waiters[key] = fut
         return fut
 
-    async def _next_batch(self) -> list[tuple[str, bytes]]:
+    async def _next_batch(self) -> list[tuple[Key, bytes]]:
         batch = [await self._queue.get()]
         deadline = asyncio.get_running_loop().time() + self._linger
         while len(batch) < self._batch_size:
@@ -109,12 +137,12 @@ class AnchorWorker:
                 except Exception as e:  # busy or unreachable: keep the batch, try again
                     log.warning("ledger submission of %d entries failed: %s", len(batch), e)
                     await asyncio.sleep(self._retry_delay)
-            for doc_id, entry in batch:
-                task = asyncio.create_task(self._watch(doc_id, entry))
+            for key, entry in batch:
+                task = asyncio.create_task(self._watch(key, entry))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, doc_id: str, entry: bytes) -> None:
+    async def _watch(self, key: Key, entry: bytes) -> None:
         try:
             info = await self._ledger.wait_committed(leaf_hash(entry), self._commit_timeout)
             # "Anchored" means a receipt can be issued: a checkpoint covering the entry
@@ -123,13 +151,19 @@ class AnchorWorker:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning("document %s not committed yet (%s); resubmitting", doc_id, e)
-            self.enqueue(doc_id, entry)
+            log.warning("%s %s not committed yet (%s); resubmitting", *key, e)
+            self._queue.put_nowait((key, entry))
             return
+        kind, ident = key
+        if kind == CUSTODY:
+            where = CustodyEvent.id == int(ident)
+            table: type[Document] | type[CustodyEvent] = CustodyEvent
+        else:
+            where, table = Document.id == ident, Document
         async with self._sessions.begin() as s:
             await s.execute(
-                update(Document)
-                .where(Document.id == doc_id)
+                update(table)
+                .where(where)
                 .values(
                     status="anchored",
                     leaf_index=info.leaf_index,
@@ -137,6 +171,6 @@ class AnchorWorker:
                     anchored_at=self._clock(),
                 )
             )
-        fut = self._waiters.pop(doc_id, None)
+        fut = self._waiters.pop(key, None)
         if fut is not None and not fut.done():
             fut.set_result(None)

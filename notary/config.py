@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MiB = 1024 * 1024
 ENV_PREFIX = "NOTARY_"
@@ -127,6 +135,17 @@ class LimitsSettings(_Section):
     max_title_chars: Annotated[int, Field(ge=1)] = 512
 
 
+class SealingSettings(_Section):
+    """Master keys sealing confidential documents (docs/sealing.md). Neither set: the
+    embedded default keeps one in <data_dir>/master.key; production runs unsealed."""
+
+    # A file of master keys, one per line, oldest first (the last seals); mode 0600.
+    master_key_file: Path | None = None
+    # The same text inline, comma-separated (usually NOTARY_SEALING_MASTER_KEY).
+    master_key: SecretStr | None = None
+    record_size: Annotated[int, Field(ge=16, le=16 * MiB)] = 64 * 1024
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     server: ServerSettings = ServerSettings()
@@ -134,6 +153,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     chain: ChainSettings = ChainSettings()
     limits: LimitsSettings = LimitsSettings()
+    sealing: SealingSettings = SealingSettings()
 
     def database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under data_dir."""

@@ -9,6 +9,15 @@ ledger reveals nothing about the document to someone who does not hold its recei
 where ``salt`` is 32 random bytes and ``document_sha256`` the 32 raw digest bytes. The
 entry's bytes are the RFC 8785 canonical JSON of ``{"commitment": <64 lowercase hex>,
 "type": "document", "v": 1}``; those exact bytes are the Merkle leaf (see docs/receipt-format.md).
+
+A custody entry anchors one access to a document's content (docs/custody.md). It binds
+the private, canonical event record (who read which bytes when, under which case) to
+the document's entry without revealing the record::
+
+    commitment = SHA-256( b"notary/custody/v1" || salt || SHA-256(event bytes) )
+
+and its bytes are the canonical JSON of ``{"commitment": <64 hex>, "document": <64 hex
+leaf hash of the document's entry>, "type": "custody", "v": 1}``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 import rfc8785
 
 COMMIT_DOMAIN = b"notary/commit/v1"
+CUSTODY_DOMAIN = b"notary/custody/v1"
 ENTRY_VERSION = 1
 SALT_BYTES = 32
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -62,19 +72,72 @@ def document_entry(salt: bytes, document_sha256: bytes) -> DocumentEntry:
     return DocumentEntry(commitment(salt, document_sha256))
 
 
-def parse_document_entry(data: bytes) -> DocumentEntry:
-    """Parse entry bytes strictly: known version and type, canonical encoding, no extra fields."""
+def _load(data: bytes, members: set[str], entry_type: str) -> dict[str, Any]:
     try:
         obj: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise EntryError(f"entry is not UTF-8 JSON: {e}") from None
-    if not isinstance(obj, dict) or set(obj) != {"commitment", "type", "v"}:
-        raise EntryError("entry must hold exactly commitment, type and v")
-    if obj["v"] != ENTRY_VERSION or obj["type"] != "document":
+    if not isinstance(obj, dict) or set(obj) != members:
+        raise EntryError(f"entry must hold exactly {', '.join(sorted(members))}")
+    if obj["v"] != ENTRY_VERSION or obj["type"] != entry_type:
         raise EntryError(f"unsupported entry version {obj['v']!r} or type {obj['type']!r}")
-    if not isinstance(obj["commitment"], str) or not _HEX64.fullmatch(obj["commitment"]):
-        raise EntryError("commitment must be 64 lowercase hex digits")
-    entry = DocumentEntry(bytes.fromhex(obj["commitment"]))
+    return obj
+
+
+def _hex32(obj: dict[str, Any], key: str) -> bytes:
+    value = obj[key]
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise EntryError(f"{key} must be 64 lowercase hex digits")
+    return bytes.fromhex(value)
+
+
+def parse_document_entry(data: bytes) -> DocumentEntry:
+    """Parse entry bytes strictly: known version and type, canonical encoding, no extra fields."""
+    obj = _load(data, {"commitment", "type", "v"}, "document")
+    entry = DocumentEntry(_hex32(obj, "commitment"))
+    if entry.to_bytes() != data:
+        raise EntryError("entry is not in canonical (RFC 8785) form")
+    return entry
+
+
+def custody_commitment(salt: bytes, event: bytes) -> bytes:
+    """The salted commitment to a custody event's canonical bytes (``salt``: 32 bytes)."""
+    if len(salt) != SALT_BYTES:
+        raise EntryError("salt must be 32 bytes")
+    return hashlib.sha256(CUSTODY_DOMAIN + salt + hashlib.sha256(event).digest()).digest()
+
+
+@dataclass(frozen=True)
+class CustodyEntry:
+    """The anchored entry of one access to a document's content."""
+
+    commitment: bytes
+    document: bytes  # leaf hash of the document's own entry
+
+    def to_bytes(self) -> bytes:
+        """The canonical (RFC 8785) JSON bytes: the Merkle leaf."""
+        return rfc8785.dumps(
+            {
+                "commitment": self.commitment.hex(),
+                "document": self.document.hex(),
+                "type": "custody",
+                "v": ENTRY_VERSION,
+            }
+        )
+
+
+def custody_entry(salt: bytes, event: bytes, document_entry_hash: bytes) -> CustodyEntry:
+    """The entry anchoring the custody ``event`` (its canonical bytes) of a document
+    whose entry has leaf hash ``document_entry_hash`` (32 bytes)."""
+    if len(document_entry_hash) != 32:
+        raise EntryError("document entry hash must be 32 bytes")
+    return CustodyEntry(custody_commitment(salt, event), document_entry_hash)
+
+
+def parse_custody_entry(data: bytes) -> CustodyEntry:
+    """Parse custody entry bytes as strictly as parse_document_entry."""
+    obj = _load(data, {"commitment", "document", "type", "v"}, "custody")
+    entry = CustodyEntry(_hex32(obj, "commitment"), _hex32(obj, "document"))
     if entry.to_bytes() != data:
         raise EntryError("entry is not in canonical (RFC 8785) form")
     return entry

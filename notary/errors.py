@@ -23,6 +23,7 @@ meaning; clients branch on ``code``, people read ``title`` and ``detail``::
     ├── AlreadySupersededError        409 already_superseded
     ├── RangeNotSatisfiableError      416 range_not_satisfiable
     ├── StorageUnavailableError       503 storage_unavailable
+    ├── SealingKeyUnavailableError    503 sealing_key_unavailable
     └── ChainUnavailableError         503 chain_unavailable
 """
 
@@ -164,6 +165,13 @@ class StorageUnavailableError(NotaryError):
     """Too few storage nodes answer to store or rebuild the document."""
 
     status, code, title = 503, "storage_unavailable", "Storage unavailable"
+
+
+class SealingKeyUnavailableError(NotaryError):
+    """The master key a confidential document needs (to seal or to open it) is not
+    configured, or a different key is configured under its id: an operator's fix."""
+
+    status, code, title = 503, "sealing_key_unavailable", "Sealing key unavailable"
 
 
 class ChainUnavailableError(NotaryError):

@@ -13,7 +13,16 @@ DOC_ID = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/:#-]{0,127}")
-FIELDS = ("kind", "title", "filename", "media_type", "project", "supersedes", "sha256")
+FIELDS = (
+    "kind",
+    "title",
+    "filename",
+    "media_type",
+    "project",
+    "supersedes",
+    "sha256",
+    "confidential",
+)
 
 
 class DocumentKind(enum.StrEnum):
@@ -33,6 +42,7 @@ class UploadMetadata:
     project: str | None = None
     supersedes: str | None = None
     sha256: str | None = None  # expected SHA-256 (lowercase hex), if the caller gave one
+    confidential: bool = False  # sealed in storage (docs/sealing.md); dd_draft always is
 
 
 def _text(value: str, field: str, limit: int, errors: list[dict[str, str]]) -> str | None:
@@ -85,6 +95,9 @@ def parse_metadata(fields: Mapping[str, str], *, max_title_chars: int = 512) -> 
     _check(supersedes, DOC_ID, "supersedes", "a document id (32 hex digits)", errors)
     sha256 = fields.get("sha256", "").strip() or None
     _check(sha256, _SHA256, "sha256", "64 hex digits", errors)
+    confidential_text = fields.get("confidential", "").strip().lower()
+    if confidential_text not in ("", "true", "false", "1", "0", "yes", "no"):
+        errors.append({"field": "confidential", "reason": "true or false"})
     if errors or kind is None:
         raise InvalidMetadataError(
             "invalid document metadata: "
@@ -99,4 +112,5 @@ def parse_metadata(fields: Mapping[str, str], *, max_title_chars: int = 512) -> 
         project=project,
         supersedes=supersedes,
         sha256=sha256.lower() if sha256 else None,
+        confidential=confidential_text in ("true", "1", "yes"),
     )

@@ -35,8 +35,11 @@ from chain.node.client import LedgerClientProtocol as Ledger
 from chain.node.results import NotFoundError as ChainNotFound
 from chain.note import parse_note
 from notary import errors
-from notary.entry import document_entry
-from notary.index.models import Document
+from notary.access import CASE_REF, ORG, Principal, Rights, Role, may_upload, rights
+from notary.custody import CustodyEvent as CustodyRecord
+from notary.custody import CustodyProof, format_time, parse_event
+from notary.entry import custody_entry, document_entry
+from notary.index.models import CaseOrder, CaseOrderDocument, CustodyEvent, Document, Share
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
 from storage import DigestMismatchError as StorageDigestMismatch
@@ -68,14 +71,20 @@ class Anchorer(Protocol):
         """Resolves once the document's entry is committed and its row says so."""
         ...
 
+    def enqueue_custody(self, event_id: int, entry: bytes) -> None:
+        """Queue the entry of custody event ``event_id`` for anchoring; returns at once."""
+        ...
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: an organisation and a role (admin, submitter, reviewer, court, auditor)."""
 
-    org: str
-    role: str
-    name: str
+__all__ = [
+    "CaseOrderView",
+    "CustodyView",
+    "DocumentView",
+    "NotaryService",
+    "Principal",
+    "ShareView",
+    "limit_body",
+]
 
 
 @dataclass(frozen=True)
@@ -241,15 +250,22 @@ class NotaryService:
     async def _insert_storing(
         self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes
     ) -> None:
+        if not may_upload(who):
+            raise errors.ForbiddenError(f"the role {who.role} may not upload documents")
         async with self.sessions.begin() as s:
-            chain_root, version = doc_id, 1
+            chain_root, version, org = doc_id, 1, who.org
             if meta.supersedes is not None:
-                prior = await self._visible(s, who, meta.supersedes)
-                chain_root, version = prior.chain_root, prior.version + 1
+                prior, granted = await self._visible(s, who, meta.supersedes)
+                if not granted.owner:
+                    raise errors.ForbiddenError(
+                        f"only the organisation owning document {meta.supersedes} may supersede it"
+                    )
+                # A new version belongs to the chain's organisation, whoever uploads it.
+                chain_root, version, org = prior.chain_root, prior.version + 1, prior.org
             s.add(
                 Document(
                     id=doc_id,
-                    org=who.org,
+                    org=org,
                     kind=meta.kind.value,
                     title=meta.title,
                     filename=meta.filename,
@@ -300,25 +316,28 @@ class NotaryService:
 
     # ------------------------------------------------------------------ reads
 
-    async def _visible(self, s: AsyncSession, who: Principal, doc_id: str) -> Document:
+    async def _visible(
+        self, s: AsyncSession, who: Principal, doc_id: str
+    ) -> tuple[Document, Rights]:
+        """The document and the caller's rights over it; DocumentNotFoundError unless the
+        caller may see it at all (so ids reveal nothing about others' documents)."""
         row = await s.get(Document, doc_id)
-        if row is None or not self._may_see(who, row):
+        if row is None:
             raise errors.DocumentNotFoundError(f"no document {doc_id}")
-        return row
-
-    @staticmethod
-    def _may_see(who: Principal, row: Document) -> bool:
-        return who.role in ("admin", "court", "auditor") or row.org == who.org
+        granted = await rights(s, who, row)
+        if not granted.metadata:
+            raise errors.DocumentNotFoundError(f"no document {doc_id}")
+        return row, granted
 
     async def get(self, who: Principal, doc_id: str) -> DocumentView:
         """The document's metadata and status; DocumentNotFoundError if not visible."""
         async with self.sessions() as s:
-            return _view(await self._visible(s, who, doc_id))
+            return _view((await self._visible(s, who, doc_id))[0])
 
     async def versions(self, who: Principal, doc_id: str) -> list[DocumentView]:
-        """Every version of the document's chain, oldest first."""
+        """Every version of the document's chain the caller may see, oldest first."""
         async with self.sessions() as s:
-            row = await self._visible(s, who, doc_id)
+            row, _ = await self._visible(s, who, doc_id)
             rows = (
                 await s.execute(
                     select(Document)
@@ -326,7 +345,7 @@ class NotaryService:
                     .order_by(Document.version)
                 )
             ).scalars()
-            return [_view(r) for r in rows if self._may_see(who, r)]
+            return [_view(r) for r in rows if (await rights(s, who, r)).metadata]
 
     async def wait_anchored(self, who: Principal, doc_id: str, timeout: float) -> DocumentView:
         """The document once anchored; ChainUnavailableError if that takes over ``timeout`` s."""
@@ -352,7 +371,7 @@ class NotaryService:
         that does not yet cover the entry; NotFoundError for an unknown tree size.
         """
         async with self.sessions() as s:
-            row = await self._visible(s, who, doc_id)
+            row, _ = await self._visible(s, who, doc_id)
         if row.status != "anchored" or row.leaf_index is None or row.entry is None:
             raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
         assert row.sha256 is not None and row.size is not None
@@ -411,10 +430,18 @@ class NotaryService:
             raise errors.NotFoundError(f"no tree of size {new_size}") from None
         return tuple(proof.hashes)
 
-    async def manifest(self, who: Principal, doc_id: str) -> tuple[DocumentView, Manifest]:
-        """The document and its storage manifest; NotAnchoredError while still storing."""
+    async def manifest(
+        self, who: Principal, doc_id: str, case_ref: str | None = None
+    ) -> tuple[DocumentView, Manifest]:
+        """The document and its storage manifest, for reading its content.
+
+        Only for callers who may read the content (courts: under ``case_ref``, a case
+        order naming the document); ForbiddenError for those who only see metadata;
+        NotAnchoredError while still storing.
+        """
         async with self.sessions() as s:
-            row = await self._visible(s, who, doc_id)
+            row, granted = await self._visible(s, who, doc_id)
+            await self._check_content(s, who, row, granted, case_ref)
         if row.manifest is None:
             raise errors.NotAnchoredError(f"document {doc_id} is still being stored")
         return _view(row), from_dict(json.loads(row.manifest))
@@ -447,3 +474,339 @@ class NotaryService:
         for doc_id in ids:
             await self._forget(doc_id)
         return len(ids)
+
+    # ------------------------------------------------------- content access
+
+    async def _check_content(
+        self,
+        s: AsyncSession,
+        who: Principal,
+        row: Document,
+        granted: Rights,
+        case_ref: str | None,
+    ) -> None:
+        if case_ref is not None:
+            if not CASE_REF.fullmatch(case_ref):
+                raise errors.BadRequestError("case must be a case reference")
+            query = (
+                select(CaseOrder.id)
+                .join(CaseOrderDocument, CaseOrderDocument.case_order_id == CaseOrder.id)
+                .where(CaseOrder.case_ref == case_ref, CaseOrderDocument.document_id == row.id)
+            )
+            if who.role != Role.ADMIN:
+                query = query.where(CaseOrder.court_org == who.org)
+            if await s.scalar(query) is None:
+                raise errors.CaseOrderNotFoundError(
+                    f"no case order {case_ref!r} names document {row.id} for {who.org}"
+                )
+        if granted.may_read_content(case_ref):
+            return
+        if who.role == Role.COURT:
+            raise errors.ForbiddenError(
+                "a court reads content under a case order naming the document: add ?case=REF"
+            )
+        raise errors.ForbiddenError(f"the role {who.role} may not read document content")
+
+    async def record_access(
+        self, who: Principal, doc_id: str, start: int, end: int, case_ref: str | None = None
+    ) -> int:
+        """Record one read of bytes ``[start, end)`` of a document and queue its custody
+        entry for anchoring; return the event's id.
+
+        The record is committed before this returns, so content is served only once its
+        access is on record (a failure here refuses the read).
+        """
+        at = self._clock()
+        salt = self._random(32)
+        async with self.sessions.begin() as s:
+            row = await s.get(Document, doc_id)
+            if row is None or row.sha256 is None or row.entry_hash is None:
+                raise errors.DocumentNotFoundError(f"no stored document {doc_id}")
+            event = CustodyRecord(
+                document_id=row.id,
+                document_sha256=row.sha256,
+                document_entry_hash=row.entry_hash,
+                actor_name=who.name,
+                actor_org=who.org,
+                actor_role=who.role,
+                action="read",
+                case_ref=case_ref,
+                start=start,
+                end=end,
+                at=format_time(at),
+            )
+            data = event.to_bytes()
+            entry = custody_entry(salt, data, bytes.fromhex(row.entry_hash)).to_bytes()
+            record = CustodyEvent(
+                document_id=row.id,
+                actor=who.name,
+                actor_org=who.org,
+                actor_role=who.role,
+                action="read",
+                case_ref=case_ref,
+                range_start=start,
+                range_end=end,
+                at=at,
+                event=data,
+                salt=salt,
+                entry=entry,
+                entry_hash=leaf_hash(entry).hex(),
+                status="anchoring",
+            )
+            s.add(record)
+            await s.flush()
+            event_id = record.id
+        self.anchorer.enqueue_custody(event_id, entry)
+        return event_id
+
+    async def custody(
+        self, who: Principal, doc_id: str, *, after: int = 0, limit: int = 100
+    ) -> list[CustodyView]:
+        """The document's custody events after id ``after`` (at most ``limit``), oldest
+        first, each anchored one with a proof against the latest checkpoint."""
+        async with self.sessions() as s:
+            _, granted = await self._visible(s, who, doc_id)
+            if not granted.custody:
+                raise errors.ForbiddenError(f"the role {who.role} may not read custody logs")
+            rows = list(
+                (
+                    await s.execute(
+                        select(CustodyEvent)
+                        .where(CustodyEvent.document_id == doc_id, CustodyEvent.id > after)
+                        .order_by(CustodyEvent.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+        proofs = await self._custody_proofs(
+            [r for r in rows if r.status == "anchored" and r.leaf_index is not None]
+        )
+        return [_custody_view(r, proofs.get(r.id)) for r in rows]
+
+    async def _custody_proofs(self, rows: list[CustodyEvent]) -> dict[int, CustodyProof]:
+        if not rows:
+            return {}
+        note = await self._checkpoint(None)
+        size = parse_checkpoint(parse_note(note).text).size
+        covered = [r for r in rows if r.leaf_index is not None and r.leaf_index < size]
+        found = await self._call_ledger(
+            asyncio.gather(
+                *(self.ledger.inclusion_proof(size, leaf_index=r.leaf_index) for r in covered)
+            )
+        )
+        return {
+            r.id: CustodyProof(
+                chain_id=self.chain_id,
+                event=r.event,
+                salt=r.salt,
+                entry=r.entry,
+                leaf_index=p.leaf_index,
+                tree_size=size,
+                inclusion_proof=tuple(p.hashes),
+                checkpoint=note,
+            )
+            for r, p in zip(covered, found, strict=True)
+        }
+
+    async def pending_custody(self) -> list[tuple[int, bytes]]:
+        """Custody events recorded but not yet anchored: (id, entry), oldest first."""
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(CustodyEvent.id, CustodyEvent.entry)
+                .where(CustodyEvent.status == "anchoring")
+                .order_by(CustodyEvent.id)
+            )
+            return [(i, e) for i, e in rows]
+
+    # --------------------------------------------------------------- sharing
+
+    async def share(self, who: Principal, doc_id: str, org: str) -> tuple[ShareView, bool]:
+        """Share the document's version chain with ``org``; (the share, whether it is new).
+
+        Only the owning organisation's submitters and admins may share.
+        """
+        if not ORG.fullmatch(org):
+            raise errors.InvalidRequestError("org must be 1-128 letters, digits and ._-")
+        async with self.sessions.begin() as s:
+            row, granted = await self._visible(s, who, doc_id)
+            if not granted.owner:
+                raise errors.ForbiddenError("only the owning organisation may share a document")
+            if org == row.org:
+                raise errors.InvalidRequestError(f"{org} owns document {doc_id} already")
+            existing = await s.scalar(
+                select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
+            )
+            if existing is not None:
+                return _share_view(existing), False
+            share = Share(
+                chain_root=row.chain_root, org=org, created_by=who.name, created_at=self._clock()
+            )
+            s.add(share)
+        return _share_view(share), True
+
+    async def shares(self, who: Principal, doc_id: str) -> list[ShareView]:
+        """The organisations the document's version chain is shared with."""
+        async with self.sessions() as s:
+            row, granted = await self._visible(s, who, doc_id)
+            if not (granted.owner or who.role == Role.AUDITOR):
+                raise errors.ForbiddenError("only the owning organisation lists its shares")
+            rows = (
+                await s.execute(
+                    select(Share).where(Share.chain_root == row.chain_root).order_by(Share.id)
+                )
+            ).scalars()
+            return [_share_view(r) for r in rows]
+
+    # ----------------------------------------------------------- case orders
+
+    async def create_case_order(
+        self, who: Principal, case_ref: str, court_org: str, document_ids: list[str]
+    ) -> CaseOrderView:
+        """Record a court's order (admins only) to read ``document_ids`` under ``case_ref``."""
+        if who.role != Role.ADMIN:
+            raise errors.ForbiddenError("only an admin records case orders")
+        problems = []
+        if not CASE_REF.fullmatch(case_ref):
+            problems.append("case_ref: 1-128 letters, digits, spaces and ._/:#-")
+        if not ORG.fullmatch(court_org):
+            problems.append("court_org: 1-128 letters, digits and ._-")
+        if not 1 <= len(document_ids) <= 1000 or len(set(document_ids)) != len(document_ids):
+            problems.append("documents: 1 to 1000 distinct document ids")
+        if problems:
+            raise errors.InvalidRequestError("invalid case order: " + "; ".join(problems))
+        async with self.sessions.begin() as s:
+            known = set(
+                (
+                    await s.execute(select(Document.id).where(Document.id.in_(document_ids)))
+                ).scalars()
+            )
+            missing = [d for d in document_ids if d not in known]
+            if missing:
+                raise errors.InvalidRequestError(
+                    f"no such documents: {', '.join(missing[:10])}", missing=missing
+                )
+            if await s.scalar(select(CaseOrder.id).where(CaseOrder.case_ref == case_ref)):
+                raise errors.CaseOrderExistsError(f"case order {case_ref!r} is recorded already")
+            order = CaseOrder(
+                case_ref=case_ref,
+                court_org=court_org,
+                created_by=who.name,
+                created_at=self._clock(),
+            )
+            s.add(order)
+            try:
+                await s.flush()
+            except IntegrityError:  # recorded concurrently
+                raise errors.CaseOrderExistsError(
+                    f"case order {case_ref!r} is recorded already"
+                ) from None
+            s.add_all(
+                CaseOrderDocument(case_order_id=order.id, document_id=d) for d in document_ids
+            )
+        return CaseOrderView(case_ref, court_org, tuple(document_ids), who.name, order.created_at)
+
+    async def case_orders(self, who: Principal) -> list[CaseOrderView]:
+        """Case orders: all for admins and auditors, a court's own for a court."""
+        if who.role not in (Role.ADMIN, Role.AUDITOR, Role.COURT):
+            raise errors.ForbiddenError(f"the role {who.role} may not list case orders")
+        async with self.sessions() as s:
+            query = select(CaseOrder).order_by(CaseOrder.id)
+            if who.role == Role.COURT:
+                query = query.where(CaseOrder.court_org == who.org)
+            orders = list((await s.execute(query)).scalars())
+            links = (
+                await s.execute(
+                    select(CaseOrderDocument.case_order_id, CaseOrderDocument.document_id).where(
+                        CaseOrderDocument.case_order_id.in_([o.id for o in orders])
+                    )
+                )
+            ).all()
+        docs: dict[int, list[str]] = {}
+        for order_id, document_id in links:
+            docs.setdefault(order_id, []).append(document_id)
+        return [
+            CaseOrderView(
+                o.case_ref,
+                o.court_org,
+                tuple(sorted(docs.get(o.id, []))),
+                o.created_by,
+                o.created_at,
+            )
+            for o in orders
+        ]
+
+
+@dataclass(frozen=True)
+class CustodyView:
+    """One custody event as the API shows it, with its proof once anchored."""
+
+    id: int
+    status: str
+    event: CustodyRecord
+    leaf_index: int | None
+    block_height: int | None
+    anchored_at: datetime | None
+    proof: CustodyProof | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API (docs/custody.md)."""
+        record = self.event.to_json()
+        return {
+            "id": self.id,
+            "status": self.status,
+            **{k: record[k] for k in ("action", "actor", "case_ref", "range", "at")},
+            "leaf_index": self.leaf_index,
+            "block_height": self.block_height,
+            "anchored_at": _iso(self.anchored_at) if self.anchored_at else None,
+            "proof": self.proof.to_json() if self.proof else None,
+        }
+
+
+def _custody_view(row: CustodyEvent, proof: CustodyProof | None) -> CustodyView:
+    return CustodyView(
+        id=row.id,
+        status=row.status,
+        event=parse_event(row.event),
+        leaf_index=row.leaf_index,
+        block_height=row.block_height,
+        anchored_at=row.anchored_at,
+        proof=proof,
+    )
+
+
+@dataclass(frozen=True)
+class ShareView:
+    """A share of a version chain with an organisation."""
+
+    org: str
+    created_by: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API."""
+        return {"org": self.org, "created_by": self.created_by, "created_at": _iso(self.created_at)}
+
+
+def _share_view(row: Share) -> ShareView:
+    return ShareView(row.org, row.created_by, row.created_at)
+
+
+@dataclass(frozen=True)
+class CaseOrderView:
+    """A recorded case order."""
+
+    case_ref: str
+    court_org: str
+    documents: tuple[str, ...]
+    created_by: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API."""
+        return {
+            "case_ref": self.case_ref,
+            "court_org": self.court_org,
+            "documents": list(self.documents),
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+        }

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,6 +175,7 @@ class DocumentStore:
         *,
         doc_id: str | None = None,
         expected_sha256: str | None = None,
+        encryption: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     ) -> Manifest:
         """Store a document; return its manifest once every fragment and the manifest landed.
 
@@ -184,7 +185,10 @@ class DocumentStore:
         refused. ``expected_sha256``: if given and the stream's SHA-256
         differs, DigestMismatchError after everything written is removed
         (ValueError if it is not 64 hex digits). Any other failure:
-        WriteFailedError, nothing left visible.
+        WriteFailedError, nothing left visible. ``encryption``: the manifest's
+        ``encryption`` object when the source is sealed (docs/sealing.md), or a
+        callable returning it once the source is exhausted (for parameters known only
+        then, such as the plaintext size); size and digest are of the stored bytes.
         """
         doc_id = self._new_doc_id() if doc_id is None else validate_doc_id(doc_id)
         if expected_sha256 is not None:
@@ -251,6 +255,7 @@ class DocumentStore:
                 segment_size=self.segment_size,
                 segments=tuple(segments[i] for i in range(len(tasks))),
                 created=self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                encryption=encryption() if callable(encryption) else encryption,
             )
             ok, failures = await write_copies(self._pool, manifest, placement)
             if len(ok) < codec.m + 1:
