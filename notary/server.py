@@ -33,8 +33,10 @@ from notary.config import S3NodeSettings, Settings
 from notary.errors import NotaryError
 from notary.http.app import create_app
 from notary.http.documents import PRINCIPAL, SERVICE, document_routes
+from notary.http.streams import STREAMS, stream_routes
 from notary.index.db import create_engine, ensure_current
 from notary.service import NotaryService, Principal
+from notary.streams import StreamService
 from storage import DocumentStore
 from storage.nodes import LocalFolderNode, StorageNode
 
@@ -199,6 +201,8 @@ async def build(settings: Settings) -> Notary:
     )
     app[SERVICE] = service
     app.add_routes(document_routes())
+    app[STREAMS] = StreamService(service)
+    app.add_routes(stream_routes())
     return Notary(app, service, store, engine, ledger, trust_path, worker)
 
 

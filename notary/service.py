@@ -42,6 +42,7 @@ from notary.entry import custody_entry, document_entry
 from notary.index.models import CaseOrder, CaseOrderDocument, CustodyEvent, Document, Share
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
+from notary.sealed_io import Sealing, is_sealed, must_seal
 from storage import DigestMismatchError as StorageDigestMismatch
 from storage import DocumentStore, Manifest, StorageError
 from storage.manifest import from_dict, to_dict
@@ -107,6 +108,7 @@ class DocumentView:
     block_height: int | None
     created_at: datetime
     anchored_at: datetime | None
+    sealed: bool = False  # stored encrypted (docs/sealing.md)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the API."""
@@ -130,6 +132,7 @@ class DocumentView:
         }
         out["created_at"] = _iso(self.created_at)
         out["anchored_at"] = _iso(self.anchored_at) if self.anchored_at else None
+        out["sealed"] = self.sealed
         return out
 
 
@@ -157,6 +160,7 @@ def _view(row: Document) -> DocumentView:
         block_height=row.block_height,
         created_at=row.created_at,
         anchored_at=row.anchored_at,
+        sealed=is_sealed(row.manifest),
     )
 
 
@@ -186,8 +190,10 @@ class NotaryService:
         max_upload_bytes: int,
         clock: Clock = lambda: datetime.now(UTC),
         random_bytes: RandomBytes = os.urandom,
+        sealing: Sealing | None = None,
     ) -> None:
         self.store = store
+        self.sealing = sealing or Sealing(None)
         self.sessions = sessions
         self.anchorer = anchorer
         self.ledger = ledger
@@ -218,11 +224,11 @@ class NotaryService:
         salt = self._random(32)
         await self._insert_storing(who, meta, doc_id, salt)
         try:
-            manifest = await self._store(doc_id, meta, body)
+            manifest, size, sha256 = await self._store(doc_id, meta, body)
         except BaseException:
             await self._forget(doc_id)
             raise
-        entry = entry_for(salt, bytes.fromhex(manifest.sha256))
+        entry = entry_for(salt, bytes.fromhex(sha256))
         try:
             async with self.sessions.begin() as s:
                 await s.execute(
@@ -230,8 +236,8 @@ class NotaryService:
                     .where(Document.id == doc_id)
                     .values(
                         status="anchoring",
-                        size=manifest.size,
-                        sha256=manifest.sha256,
+                        size=size,
+                        sha256=sha256,
                         manifest=json.dumps(to_dict(manifest), separators=(",", ":")),
                         entry=entry,
                         entry_hash=leaf_hash(entry).hex(),
@@ -288,13 +294,22 @@ class NotaryService:
 
     async def _store(
         self, doc_id: str, meta: UploadMetadata, body: AsyncIterable[bytes]
-    ) -> Manifest:
+    ) -> tuple[Manifest, int, str]:
+        """The stored manifest and the plaintext's size and SHA-256 (sealed if it must be)."""
         try:
-            return await self.store.put(
+            if must_seal(meta):
+                return await self.sealing.put(
+                    self.store,
+                    limit_body(body, self.max_upload_bytes),
+                    doc_id=doc_id,
+                    expected_sha256=meta.sha256,
+                )
+            manifest = await self.store.put(
                 limit_body(body, self.max_upload_bytes),
                 doc_id=doc_id,
                 expected_sha256=meta.sha256,
             )
+            return manifest, manifest.size, manifest.sha256
         except StorageDigestMismatch as e:
             raise errors.DigestMismatchError(
                 f"the uploaded bytes have SHA-256 {e.calculated}, not {e.expected}; "

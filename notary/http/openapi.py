@@ -70,6 +70,129 @@ _DOCUMENT = {
     },
 }
 
+_STREAM_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+}
+_STREAM = {
+    "type": "object",
+    "description": "A log stream and its head (docs/log-streams.md)",
+    "properties": {
+        "id": {"type": "string", "description": "Opaque id, the entries' stream member"},
+        "name": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "head": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer", "description": "-1 while empty"},
+                "end": {"type": "integer", "description": "Stream offset of the next segment"},
+                "sha256": {"type": ["string", "null"]},
+                "entry_hash": {"type": ["string", "null"]},
+                "at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "anchored_seq": {"type": "integer", "description": "All segments up to it anchored"},
+    },
+}
+_SEGMENT = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "start": {"type": "integer"},
+        "end": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "entry_hash": {"type": "string"},
+        "document_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["storing", "anchoring", "anchored"]},
+        "cut_at": {"type": "string", "format": "date-time"},
+        "leaf_index": {"type": ["integer", "null"]},
+        "receipt": {"description": "With receipts=true: the receipt, or null if not anchored"},
+    },
+}
+_HEX64_SCHEMA = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+_STREAM_PATHS: dict[str, Any] = {
+    "/v1/streams": {
+        "get": {
+            "summary": "The caller's log streams and their heads",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"streams": {"type": "array", "items": _STREAM}},
+                    },
+                    "Streams",
+                )
+            },
+        }
+    },
+    "/v1/streams/{name}": {
+        "get": {
+            "summary": "A log stream and its head",
+            "parameters": [_STREAM_NAME],
+            "responses": {"200": _json(_STREAM, "The stream"), "400": _PROBLEM, "404": _PROBLEM},
+        }
+    },
+    "/v1/streams/{name}/segments": {
+        "get": {
+            "summary": "Segments in seq order, optionally with their receipts",
+            "parameters": [
+                _STREAM_NAME,
+                _query("from_seq", {"type": "integer"}, "First seq."),
+                _query("to_seq", {"type": "integer"}, "Last seq (inclusive)."),
+                _query("from_time", {"type": "string", "format": "date-time"}, "cut_at >= this."),
+                _query("to_time", {"type": "string", "format": "date-time"}, "cut_at < this."),
+                _query("limit", {"type": "integer", "maximum": 1000}, "At most (1000)."),
+                _query("receipts", {"type": "boolean"}, "Include each segment's receipt."),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "stream": _STREAM,
+                            "segments": {"type": "array", "items": _SEGMENT},
+                            "more": {"type": "boolean"},
+                        },
+                    },
+                    "Segments",
+                ),
+                "400": _PROBLEM,
+                "404": _PROBLEM,
+                "503": _PROBLEM,
+            },
+        }
+    },
+    "/v1/streams/{name}/segments/{seq}": {
+        "put": {
+            "summary": "Append segment seq (raw body); the identical segment again is a no-op",
+            "parameters": [
+                _STREAM_NAME,
+                {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}},
+                _query("start", {"type": "integer"}, "Stream offset of the first byte.", True),
+                _query("end", {"type": "integer"}, "Stream offset after the last byte.", True),
+                _query("sha256", _HEX64_SCHEMA, "SHA-256 of the body.", True),
+                _query("prev_sha256", _HEX64_SCHEMA, "SHA-256 of segment seq-1 (zeros).", True),
+                _query("cut_at", {"type": "string", "format": "date-time"}, "When it was cut."),
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"text/plain": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "responses": {
+                "200": _json(_SEGMENT, "Already accepted with the same content"),
+                "201": _json(_SEGMENT, "Accepted; anchoring in progress"),
+                "400": _PROBLEM,
+                "409": _PROBLEM,
+                "413": _PROBLEM,
+                "422": _PROBLEM,
+                "503": _PROBLEM,
+            },
+        }
+    },
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -190,6 +313,7 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        **_STREAM_PATHS,
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
         },

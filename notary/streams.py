@@ -1,0 +1,514 @@
+"""Log streams: a broker's log as a hash chain of anchored segments, over NotaryService.
+
+Each segment is stored as a ``broker_log`` document and anchored as a ``log_segment``
+entry (notary.log_entry). The service keeps each stream's **head**: the last accepted
+segment's seq, its content SHA-256, its entry hash and the stream offset where the next
+segment must start. Appending follows one rule (docs/log-streams.md):
+
+* segment ``seq`` is accepted only when the head is ``seq - 1``, its ``start`` is the
+  head's end offset and its ``prev_sha256`` the head's content SHA-256 (zeros for seq 0);
+  the entry's ``prev`` is then the head's entry hash;
+* a segment for a seq already accepted with the same content and range returns the
+  existing segment (idempotent: a client that crashed before recording the answer can
+  resend); with different content or range it is refused (409 ``segment_conflict``);
+* a segment that arrives before its predecessor was accepted waits for it (so a client
+  may keep several segments in flight); its body is stored while it waits, and only the
+  short commit of the head is ordered. After ``order_timeout`` seconds without the
+  predecessor: 409 ``segment_out_of_order``.
+
+The wait for the predecessor happens at the end of the body, before the upload's index
+transaction: waiting inside a transaction would hold SQLite's only connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notary import errors
+from notary.index.models import Document, LogSegment, LogStream
+from notary.log_entry import GENESIS_PREV, log_segment_entry
+from notary.metadata import DocumentKind, UploadMetadata
+from notary.receipt import Receipt
+from notary.service import NotaryService, Principal, _iso
+from storage import Manifest
+
+STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ZERO_SHA256 = "0" * 64
+MAX_LIST = 1000
+
+
+class StreamNotFoundError(errors.NotFoundError):
+    """No stream of that name for this organisation."""
+
+    code, title = "stream_not_found", "Stream not found"
+
+
+class SegmentConflictError(errors.NotaryError):
+    """A different segment was already accepted for this seq."""
+
+    status, code, title = 409, "segment_conflict", "Segment conflicts with the stream"
+
+
+class SegmentOutOfOrderError(errors.NotaryError):
+    """The predecessor of this segment was not accepted in time."""
+
+    status, code, title = 409, "segment_out_of_order", "Segment out of order"
+
+
+class SegmentLinkError(errors.NotaryError):
+    """The segment does not continue the head (start offset or previous digest)."""
+
+    status, code, title = 409, "segment_link_mismatch", "Segment does not continue the stream"
+
+
+class _Accepted(Exception):
+    """Internal: another request accepted this seq meanwhile; compare with it."""
+
+
+def check_stream_name(name: str) -> str:
+    """``name`` if it is a valid stream name, else BadRequestError (1-128 of [A-Za-z0-9._-])."""
+    if not STREAM_NAME.fullmatch(name):
+        raise errors.BadRequestError(
+            f"invalid stream name {name[:140]!r}: 1-128 letters, digits and ._- "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class SegmentMeta:
+    """What a client says of a segment it appends (validated by the HTTP layer)."""
+
+    seq: int
+    start: int
+    end: int
+    sha256: str  # lowercase hex of the content
+    prev_sha256: str  # content SHA-256 of segment seq-1 (64 zeros for seq 0)
+    cut_at: datetime
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """A segment as the API shows it."""
+
+    seq: int
+    start: int
+    end: int
+    sha256: str
+    entry_hash: str
+    document_id: str
+    status: str
+    cut_at: datetime
+    leaf_index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API."""
+        return {
+            "seq": self.seq,
+            "start": self.start,
+            "end": self.end,
+            "sha256": self.sha256,
+            "entry_hash": self.entry_hash,
+            "document_id": self.document_id,
+            "status": self.status,
+            "cut_at": _iso(self.cut_at),
+            "leaf_index": self.leaf_index,
+        }
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """A stream and its head as the API shows them."""
+
+    id: str
+    name: str
+    created_at: datetime
+    head_seq: int
+    head_end: int
+    head_sha256: str | None
+    head_entry_hash: str | None
+    head_at: datetime | None
+    anchored_seq: int  # every segment up to this seq is anchored (-1: none yet)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the API."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": _iso(self.created_at),
+            "head": {
+                "seq": self.head_seq,
+                "end": self.head_end,
+                "sha256": self.head_sha256,
+                "entry_hash": self.head_entry_hash,
+                "at": _iso(self.head_at) if self.head_at else None,
+            },
+            "anchored_seq": self.anchored_seq,
+        }
+
+
+def _segment_view(seg: LogSegment, doc: Document) -> SegmentView:
+    return SegmentView(
+        seq=seg.seq,
+        start=seg.start_offset,
+        end=seg.end_offset,
+        sha256=seg.sha256,
+        entry_hash=seg.entry_hash,
+        document_id=seg.document_id,
+        status=doc.status,
+        cut_at=seg.cut_at,
+        leaf_index=doc.leaf_index,
+    )
+
+
+class StreamService:
+    """Appends to and reads log streams; see the module docstring for the rules."""
+
+    def __init__(
+        self, notary: NotaryService, *, order_timeout: float = 30.0, poll: float = 0.25
+    ) -> None:
+        self.notary = notary
+        self.order_timeout = order_timeout
+        self._poll = poll
+        self._changed: dict[str, asyncio.Event] = {}
+
+    # ---------------------------------------------------------------- append
+
+    async def append(
+        self, who: Principal, name: str, meta: SegmentMeta, body: AsyncIterable[bytes]
+    ) -> tuple[SegmentView, bool]:
+        """Append segment ``meta.seq`` (content ``body``) to stream ``name`` of the caller's
+        organisation, creating the stream at seq 0. Returns the segment and whether it is
+        new (False: the identical segment was already accepted)."""
+        check_stream_name(name)
+        self._check_meta(meta)
+        stream = await self._stream_for_append(who, name)
+        if meta.seq <= stream.head_seq:
+            return await self._existing(stream, meta), False
+        holder: dict[str, bytes] = {}
+        try:
+            doc = await self.notary.upload(
+                who,
+                UploadMetadata(
+                    kind=DocumentKind.BROKER_LOG,
+                    filename=f"{name}.{meta.seq}.log",
+                    media_type="text/plain",
+                    sha256=meta.sha256,
+                ),
+                self._ordered(stream.id, meta, body, holder),
+                entry_for=lambda salt, sha: self._entry(stream.id, meta, holder, salt, sha),
+                on_stored=lambda s, doc_id, manifest: self._advance(
+                    s, stream.id, meta, holder, doc_id, manifest
+                ),
+            )
+        except _Accepted:
+            return await self._existing(stream, meta), False
+        view = SegmentView(
+            seq=meta.seq,
+            start=meta.start,
+            end=meta.end,
+            sha256=meta.sha256,
+            entry_hash=holder["entry_hash"].hex(),
+            document_id=doc.id,
+            status=doc.status,
+            cut_at=meta.cut_at,
+            leaf_index=doc.leaf_index,
+        )
+        return view, True
+
+    @staticmethod
+    def _check_meta(meta: SegmentMeta) -> None:
+        if not 0 <= meta.start <= meta.end:
+            raise errors.BadRequestError("need 0 <= start <= end")
+        if meta.seq == 0 and (meta.start != 0 or meta.prev_sha256 != ZERO_SHA256):
+            raise SegmentLinkError(
+                "segment 0 must start at offset 0 with a previous SHA-256 of 64 zeros"
+            )
+
+    async def _stream_for_append(self, who: Principal, name: str) -> LogStream:
+        async with self.notary.sessions() as s:
+            row = await self._find(s, who.org, name)
+        if row is not None:
+            return row
+        try:
+            async with self.notary.sessions.begin() as s:
+                row = LogStream(
+                    id=self.notary._random(16).hex(),
+                    org=who.org,
+                    name=name,
+                    created_at=self.notary._clock(),
+                    head_seq=-1,
+                    head_end=0,
+                )
+                s.add(row)
+            return row
+        except IntegrityError:  # created concurrently by another request
+            async with self.notary.sessions() as s:
+                found = await self._find(s, who.org, name)
+            assert found is not None
+            return found
+
+    @staticmethod
+    async def _find(s: AsyncSession, org: str, name: str) -> LogStream | None:
+        result = await s.execute(
+            select(LogStream).where(LogStream.org == org, LogStream.name == name)
+        )
+        return result.scalar_one_or_none()
+
+    async def _existing(self, stream: LogStream, meta: SegmentMeta) -> SegmentView:
+        async with self.notary.sessions() as s:
+            row = (
+                await s.execute(
+                    select(LogSegment, Document)
+                    .join(Document, Document.id == LogSegment.document_id)
+                    .where(LogSegment.stream_id == stream.id, LogSegment.seq == meta.seq)
+                )
+            ).one_or_none()
+        if row is None:  # cannot happen while seq <= head; say so rather than guess
+            raise SegmentConflictError(f"segment {meta.seq} of stream {stream.name} is missing")
+        seg, doc = row
+        if (seg.sha256, seg.start_offset, seg.end_offset) != (meta.sha256, meta.start, meta.end):
+            raise SegmentConflictError(
+                f"stream {stream.name} already has a different segment {meta.seq} "
+                f"(bytes {seg.start_offset}-{seg.end_offset}, SHA-256 {seg.sha256})",
+                seq=meta.seq,
+                start=seg.start_offset,
+                end=seg.end_offset,
+                sha256=seg.sha256,
+            )
+        return _segment_view(seg, doc)
+
+    async def _ordered(
+        self,
+        stream_id: str,
+        meta: SegmentMeta,
+        body: AsyncIterable[bytes],
+        holder: dict[str, bytes],
+    ) -> AsyncIterator[bytes]:
+        """The body, then (before the upload commits) the wait for the predecessor."""
+        size = 0
+        async for chunk in body:
+            size += len(chunk)
+            yield chunk
+        if size != meta.end - meta.start:
+            raise errors.BadRequestError(
+                f"segment {meta.seq} has {size} bytes, its range {meta.start}-{meta.end} "
+                f"says {meta.end - meta.start}"
+            )
+        head = await self._wait_head(stream_id, meta.seq - 1)
+        if head.head_seq >= meta.seq:
+            raise _Accepted
+        if head.head_end != meta.start:
+            raise SegmentLinkError(
+                f"segment {meta.seq} starts at byte {meta.start}; the stream's head "
+                f"(segment {head.head_seq}) ends at byte {head.head_end}",
+                head_seq=head.head_seq,
+                head_end=head.head_end,
+            )
+        if (head.head_sha256 or ZERO_SHA256) != meta.prev_sha256:
+            raise SegmentLinkError(
+                f"segment {meta.seq} names previous SHA-256 {meta.prev_sha256}; segment "
+                f"{head.head_seq} has {head.head_sha256}",
+                head_seq=head.head_seq,
+            )
+        holder["prev"] = (
+            bytes.fromhex(head.head_entry_hash) if head.head_entry_hash else GENESIS_PREV
+        )
+
+    async def _wait_head(self, stream_id: str, at_least: int) -> LogStream:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.order_timeout
+        while True:
+            # The database is the truth (other replicas of the API append too); the event
+            # only wakes us early when this process committed the predecessor.
+            async with self.notary.sessions() as s:
+                row = await s.get(LogStream, stream_id, populate_existing=True)
+            assert row is not None
+            if row.head_seq >= at_least:
+                return row
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SegmentOutOfOrderError(
+                    f"segment {at_least + 1} waited {self.order_timeout:g} s for segment "
+                    f"{at_least}; the stream's head is segment {row.head_seq}",
+                    head_seq=row.head_seq,
+                )
+            changed = self._changed.setdefault(stream_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, self._poll))
+
+    def _entry(
+        self, stream_id: str, meta: SegmentMeta, holder: dict[str, bytes], salt: bytes, sha: bytes
+    ) -> bytes:
+        entry = log_segment_entry(
+            stream=stream_id,
+            seq=meta.seq,
+            start=meta.start,
+            end=meta.end,
+            prev=holder["prev"],
+            salt=salt,
+            sha256=sha,
+        )
+        holder["entry_hash"] = entry.leaf_hash()
+        return entry.to_bytes()
+
+    async def _advance(
+        self,
+        s: AsyncSession,
+        stream_id: str,
+        meta: SegmentMeta,
+        holder: dict[str, bytes],
+        doc_id: str,
+        manifest: Manifest,
+    ) -> None:
+        """In the upload's transaction: move the head from seq-1 to seq, record the segment."""
+        result = await s.execute(
+            update(LogStream)
+            .where(LogStream.id == stream_id, LogStream.head_seq == meta.seq - 1)
+            .values(
+                head_seq=meta.seq,
+                head_end=meta.end,
+                head_sha256=manifest.sha256,
+                head_entry_hash=holder["entry_hash"].hex(),
+                head_at=self.notary._clock(),
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _Accepted  # another request for this seq won the race
+        s.add(
+            LogSegment(
+                stream_id=stream_id,
+                seq=meta.seq,
+                document_id=doc_id,
+                start_offset=meta.start,
+                end_offset=meta.end,
+                sha256=manifest.sha256,
+                entry_hash=holder["entry_hash"].hex(),
+                cut_at=meta.cut_at,
+            )
+        )
+
+        # Wake the successor as soon as the head is durable, not after the upload's
+        # final read: the commit of the head is the only ordered step of an append.
+        def committed(_: object) -> None:
+            changed = self._changed.pop(stream_id, None)
+            if changed is not None:
+                changed.set()
+
+        event.listen(s.sync_session, "after_commit", committed, once=True)
+
+    # ------------------------------------------------------------------ reads
+
+    async def _visible(self, s: AsyncSession, who: Principal, name: str) -> LogStream:
+        check_stream_name(name)
+        row = await self._find(s, who.org, name)
+        if row is None:
+            raise StreamNotFoundError(f"no stream {name!r}")
+        return row
+
+    @staticmethod
+    async def _anchored_seq(s: AsyncSession, stream: LogStream) -> int:
+        first_pending = (
+            await s.execute(
+                select(func.min(LogSegment.seq))
+                .join(Document, Document.id == LogSegment.document_id)
+                .where(LogSegment.stream_id == stream.id, Document.status != "anchored")
+            )
+        ).scalar_one_or_none()
+        return stream.head_seq if first_pending is None else int(first_pending) - 1
+
+    async def _view(self, s: AsyncSession, row: LogStream) -> StreamView:
+        return StreamView(
+            id=row.id,
+            name=row.name,
+            created_at=row.created_at,
+            head_seq=row.head_seq,
+            head_end=row.head_end,
+            head_sha256=row.head_sha256,
+            head_entry_hash=row.head_entry_hash,
+            head_at=row.head_at,
+            anchored_seq=await self._anchored_seq(s, row),
+        )
+
+    async def stream(self, who: Principal, name: str) -> StreamView:
+        """The stream ``name`` of the caller's organisation and its head."""
+        async with self.notary.sessions() as s:
+            return await self._view(s, await self._visible(s, who, name))
+
+    async def streams(self, who: Principal) -> list[StreamView]:
+        """Every stream of the caller's organisation, by name."""
+        async with self.notary.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(LogStream).where(LogStream.org == who.org).order_by(LogStream.name)
+                )
+            ).scalars()
+            return [await self._view(s, r) for r in rows]
+
+    async def segments(
+        self,
+        who: Principal,
+        name: str,
+        *,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        from_time: datetime | None = None,
+        to_time: datetime | None = None,
+        limit: int = MAX_LIST,
+    ) -> tuple[StreamView, list[SegmentView]]:
+        """Segments of the stream in seq order, at most ``limit``, filtered by seq range and
+        by cut time (``from_time <= cut_at < to_time``)."""
+        async with self.notary.sessions() as s:
+            stream = await self._visible(s, who, name)
+            query = (
+                select(LogSegment, Document)
+                .join(Document, Document.id == LogSegment.document_id)
+                .where(LogSegment.stream_id == stream.id)
+                .order_by(LogSegment.seq)
+                .limit(max(1, min(limit, MAX_LIST)))
+            )
+            if from_seq is not None:
+                query = query.where(LogSegment.seq >= from_seq)
+            if to_seq is not None:
+                query = query.where(LogSegment.seq <= to_seq)
+            if from_time is not None:
+                query = query.where(LogSegment.cut_at >= from_time)
+            if to_time is not None:
+                query = query.where(LogSegment.cut_at < to_time)
+            rows = (await s.execute(query)).all()
+            return await self._view(s, stream), [_segment_view(seg, doc) for seg, doc in rows]
+
+    async def receipts(
+        self, who: Principal, segments: list[SegmentView]
+    ) -> dict[int, Receipt | None]:
+        """Receipts of the anchored ``segments``, all against one (the latest) checkpoint;
+        None for a segment not anchored yet or not covered by that checkpoint."""
+        anchored = [g for g in segments if g.status == "anchored" and g.leaf_index is not None]
+        out: dict[int, Receipt | None] = {g.seq: None for g in segments}
+        if not anchored:
+            return out
+        from chain.checkpoint import parse_checkpoint
+        from chain.note import parse_note
+
+        note = await self.notary.latest_checkpoint()
+        size = parse_checkpoint(parse_note(note).text).size
+        for g in anchored:
+            assert g.leaf_index is not None
+            if g.leaf_index < size:
+                out[g.seq] = await self.notary.receipt(who, g.document_id, size)
+        return out
+
+
+def now() -> datetime:
+    """The current time in UTC (the default cut time of a segment)."""
+    return datetime.now(UTC)

@@ -1,0 +1,225 @@
+"""Log streams over real sockets: appending in order, idempotent resends, conflicts,
+pipelined segments ordered by the service, anchoring, and receipts that chain."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chain.merkle import leaf_hash
+from chain.trust import TrustFile
+from notary.entry import EntryError, commitment
+from notary.log_entry import GENESIS_PREV, link_error, parse_log_segment_entry
+from notary.receipt import parse_receipt
+from notary.server import Notary, running
+from notary.verify import DocumentDigest, verify_receipt
+from tests.notary.test_service_e2e import migrate, settings_for
+
+ZERO = "0" * 64
+
+
+class Streams:
+    def __init__(self, notary: Notary, url: str, http: aiohttp.ClientSession) -> None:
+        self.notary, self.url, self.http = notary, url, http
+
+    async def put(
+        self, name: str, seq: int, data: bytes, start: int, prev: str, **extra: str
+    ) -> tuple[int, dict[str, Any]]:
+        params = {
+            "start": str(start),
+            "end": str(start + len(data)),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "prev_sha256": prev,
+            **extra,
+        }
+        async with self.http.put(
+            f"{self.url}/v1/streams/{name}/segments/{seq}", params=params, data=data
+        ) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def get(self, path: str, **params: str) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(f"{self.url}{path}", params=params) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def wait_anchored(self, name: str, seq: int, timeout: float = 60) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status, body = await self.get(f"/v1/streams/{name}")
+            assert status == 200, body
+            if body["anchored_seq"] >= seq:
+                return body
+            assert asyncio.get_running_loop().time() < deadline, body
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def api(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Streams]:
+    await migrate(sqlite_url)
+    async with (
+        running(settings_for(tmp_path, sqlite_url)) as (notary, url),
+        aiohttp.ClientSession() as http,
+    ):
+        yield Streams(notary, url, http)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_append_anchor_and_chain(api: Streams) -> None:
+    parts = [b"a line\n" * 3, b"second segment\n", b"x\n" * 1000]
+    start, prev = 0, ZERO
+    for seq, data in enumerate(parts):
+        status, body = await api.put("broker-1", seq, data, start, prev)
+        assert status == 201, body
+        assert (body["seq"], body["start"], body["end"]) == (seq, start, start + len(data))
+        start, prev = start + len(data), sha(data)
+    head = await api.wait_anchored("broker-1", 2)
+    assert head["head"]["seq"] == 2 and head["head"]["end"] == start
+
+    status, listing = await api.get("/v1/streams/broker-1/segments", receipts="true")
+    assert status == 200 and [g["seq"] for g in listing["segments"]] == [0, 1, 2]
+    trust = TrustFile.load(api.notary.trust_path)
+    previous = None
+    for g, data in zip(listing["segments"], parts, strict=True):
+        receipt = parse_receipt(json.dumps(g["receipt"]))
+        entry = parse_log_segment_entry(receipt.entry)
+        assert entry.stream == head["id"] and entry.seq == g["seq"]
+        assert (entry.start, entry.end) == (g["start"], g["end"])
+        assert entry.commitment == commitment(receipt.salt, hashlib.sha256(data).digest())
+        assert link_error(previous, entry) is None
+        assert leaf_hash(receipt.entry).hex() == g["entry_hash"]
+        # Nothing of the content or the stream's name is on the ledger.
+        assert b"broker-1" not in receipt.entry and sha(data).encode() not in receipt.entry
+        # The receipt is a normal receipt up to the entry type: the checkpoint and
+        # inclusion checks of notary verify pass; its entry check does not know log segments.
+        verdict = verify_receipt(DocumentDigest(hashlib.sha256(data).digest()), receipt, trust)
+        names = {c.name: c.outcome.value for c in verdict.checks}
+        assert names["threshold"] == "pass" and names["inclusion"] == "pass"
+        previous = entry
+    assert previous is not None and previous.prev != GENESIS_PREV
+
+
+async def test_resend_is_idempotent_and_a_different_segment_conflicts(api: Streams) -> None:
+    data = b"hello\n"
+    status, first = await api.put("s", 0, data, 0, ZERO)
+    assert status == 201
+    status, again = await api.put("s", 0, data, 0, ZERO)
+    assert status == 200 and again["document_id"] == first["document_id"]
+    status, problem = await api.put("s", 0, b"HELLO\n", 0, ZERO)
+    assert status == 409 and problem["code"] == "segment_conflict", problem
+    assert problem["sha256"] == sha(data)
+    status, listing = await api.get("/v1/streams/s/segments")
+    assert len(listing["segments"]) == 1
+
+
+async def test_segments_that_do_not_continue_the_head_are_refused(api: Streams) -> None:
+    a = b"one\n"
+    assert (await api.put("t", 0, a, 0, ZERO))[0] == 201
+    # Wrong start offset.
+    status, problem = await api.put("t", 1, b"two\n", 3, sha(a))
+    assert status == 409 and problem["code"] == "segment_link_mismatch", problem
+    # Wrong previous digest.
+    status, problem = await api.put("t", 1, b"two\n", len(a), sha(b"other"))
+    assert status == 409 and problem["code"] == "segment_link_mismatch", problem
+    # Seq 0 not at 0.
+    status, problem = await api.put("u", 0, b"x\n", 5, ZERO)
+    assert status == 409 and problem["code"] == "segment_link_mismatch"
+    # Body length differs from the range.
+    async with api.http.put(
+        f"{api.url}/v1/streams/t/segments/1",
+        params={"start": "4", "end": "10", "sha256": sha(b"ab"), "prev_sha256": sha(a)},
+        data=b"ab",
+    ) as r:
+        assert r.status == 400 and (await r.json(content_type=None))["code"] == "bad_request"
+    status, head = await api.get("/v1/streams/t")
+    assert head["head"]["seq"] == 0
+
+
+async def test_pipelined_segments_are_ordered_by_the_service(api: Streams) -> None:
+    parts = [f"line {i}\n".encode() * (i + 1) for i in range(12)]
+    starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+    prevs = [ZERO] + [sha(p) for p in parts[:-1]]
+    # Send the later segments first: each waits for its predecessor.
+    results = await asyncio.gather(
+        *(api.put("pipe", i, parts[i], starts[i], prevs[i]) for i in reversed(range(len(parts))))
+    )
+    assert all(status == 201 for status, _ in results), results
+    head = await api.wait_anchored("pipe", len(parts) - 1)
+    assert head["head"]["end"] == sum(len(p) for p in parts)
+    status, listing = await api.get("/v1/streams/pipe/segments", receipts="1")
+    assert status == 200
+    previous = None
+    for g in listing["segments"]:
+        entry = parse_log_segment_entry(g["receipt"]["entry"].encode())
+        assert link_error(previous, entry) is None
+        previous = entry
+
+
+async def test_a_missing_predecessor_times_out_as_out_of_order(api: Streams) -> None:
+    streams = api.notary.app
+    from notary.http.streams import STREAMS
+
+    streams[STREAMS].order_timeout = 0.5
+    assert (await api.put("gap", 0, b"a\n", 0, ZERO))[0] == 201
+    status, problem = await api.put("gap", 2, b"c\n", 4, sha(b"b\n"))
+    assert status == 409 and problem["code"] == "segment_out_of_order", problem
+    assert problem["head_seq"] == 0
+
+
+async def test_listing_filters_and_bad_input(api: Streams) -> None:
+    start, prev = 0, ZERO
+    times = ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z", "2026-01-02T10:00:00Z"]
+    for seq, t in enumerate(times):
+        data = f"{seq}\n".encode()
+        status, _ = await api.put("f", seq, data, start, prev, cut_at=t)
+        assert status == 201
+        start, prev = start + len(data), sha(data)
+    status, body = await api.get(
+        "/v1/streams/f/segments", from_time="2026-01-01T10:30:00Z", to_time="2026-01-02T00:00:00Z"
+    )
+    assert status == 200 and [g["seq"] for g in body["segments"]] == [1]
+    status, body = await api.get("/v1/streams/f/segments", from_seq="1", to_seq="2")
+    assert [g["seq"] for g in body["segments"]] == [1, 2]
+    status, body = await api.get("/v1/streams")
+    assert [s["name"] for s in body["streams"]] == ["f"]
+
+    for path, params, code in [
+        ("/v1/streams/nope", {}, "stream_not_found"),
+        ("/v1/streams/f/segments", {"from_time": "yesterday"}, "bad_request"),
+        ("/v1/streams/f/segments", {"from_seq": "-1"}, "bad_request"),
+        ("/v1/streams/.bad", {}, "bad_request"),
+    ]:
+        status, problem = await api.get(path, **params)
+        assert problem["code"] == code and status in (400, 404), (path, problem)
+    status, problem = await api.put("f", 3, b"x\n", start, "zz")
+    assert status == 400 and "prev_sha256" in problem["detail"]
+
+
+def test_entry_parser_is_strict() -> None:
+    from notary.log_entry import log_segment_entry
+
+    e = log_segment_entry(
+        stream="ab" * 16, seq=1, start=5, end=9, prev=b"\1" * 32, salt=b"\2" * 32, sha256=b"\3" * 32
+    )
+    raw = e.to_bytes()
+    assert parse_log_segment_entry(raw) == e
+    bad = [
+        raw.replace(b'"v":1', b'"v":2'),
+        raw.replace(b'"seq":1', b'"seq":-1'),
+        raw.replace(b'"seq":1', b'"seq":true'),
+        raw.replace(b"{", b'{"extra":1,', 1),
+        raw.replace(b'"end":9', b'"end":4'),
+        raw + b" ",
+        b'{"commitment":"' + b"0" * 64 + b'","type":"document","v":1}',
+    ]
+    for b in bad:
+        with pytest.raises(EntryError):
+            parse_log_segment_entry(b)
