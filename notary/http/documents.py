@@ -12,6 +12,7 @@ from aiohttp import BodyPartReader, web
 
 from notary import errors
 from notary.metadata import DOC_ID, FIELDS, UploadMetadata, parse_metadata
+from notary.sealed_io import plaintext_size
 from notary.service import NotaryService, Principal
 from storage import StorageError
 
@@ -167,9 +168,13 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     """GET /v1/documents/{id}/content: the original bytes, rebuilt and verified."""
     service = request.app[SERVICE]
     doc, manifest = await service.manifest(principal(request), _doc_id(request))
-    wanted = parse_range(request.headers.get("Range"), manifest.size)
-    start, end = wanted if wanted is not None else (0, manifest.size)
-    chunks = service.store.read(manifest, start, end).__aiter__()
+    # Sizes, ranges and digests are of the plaintext; a sealed document is opened on
+    # the way out, record by record, each authenticated before it is sent.
+    size = plaintext_size(manifest)
+    digest = doc.sha256 or manifest.sha256
+    wanted = parse_range(request.headers.get("Range"), size)
+    start, end = wanted if wanted is not None else (0, size)
+    chunks = service.sealing.read(service.store, manifest, start, end).__aiter__()
     # Rebuild the first segment before answering, so an unreadable document is a 503
     # problem rather than a response cut short.
     try:
@@ -180,8 +185,8 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         "Content-Type": doc.media_type or "application/octet-stream",
         "Content-Length": str(end - start),
         "Accept-Ranges": "bytes",
-        "ETag": f'"{manifest.sha256}"',
-        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(manifest.sha256)).decode()}:",
+        "ETag": f'"{digest}"',
+        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(digest)).decode()}:",
     }
     if doc.filename:
         headers["Content-Disposition"] = (
@@ -190,7 +195,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     status = 200
     if wanted is not None:
         status = 206
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
     if first:
