@@ -35,6 +35,7 @@ from notary.http.app import create_app
 from notary.http.documents import PRINCIPAL, SERVICE, document_routes
 from notary.http.streams import STREAMS, stream_routes
 from notary.index.db import create_engine, ensure_current
+from notary.sealed_io import Sealing, load_keyring
 from notary.service import NotaryService, Principal
 from notary.streams import StreamService
 from storage import DocumentStore
@@ -143,6 +144,8 @@ def _auth_middleware(
 async def build(settings: Settings) -> Notary:
     """Start every part the settings describe; the caller must ``close`` the result."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # First, so that unusable master keys stop the start before anything else runs.
+    sealing = Sealing(load_keyring(settings), record_size=settings.sealing.record_size)
     engine = create_engine(settings.database_url())
     try:
         await ensure_current(engine)
@@ -171,6 +174,7 @@ async def build(settings: Settings) -> Notary:
         ledger,
         trust.chain_id,
         max_upload_bytes=settings.limits.max_upload_bytes,
+        sealing=sealing,
     )
     await service.abandon_unfinished(STALE_UPLOAD)
     worker.start(await service.pending())
