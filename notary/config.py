@@ -146,6 +146,13 @@ class SealingSettings(_Section):
     record_size: Annotated[int, Field(ge=16, le=16 * MiB)] = 64 * 1024
 
 
+class AuthSettings(_Section):
+    """Who may call the API (docs/api.md). ``none``: every caller is the local admin,
+    allowed only on a loopback host; ``tokens``: bearer tokens (``notary token create``)."""
+
+    mode: Literal["none", "tokens"] = "none"
+
+
 class Settings(_Section):
     data_dir: Path = Path("var")
     server: ServerSettings = ServerSettings()
@@ -154,6 +161,7 @@ class Settings(_Section):
     chain: ChainSettings = ChainSettings()
     limits: LimitsSettings = LimitsSettings()
     sealing: SealingSettings = SealingSettings()
+    auth: AuthSettings = AuthSettings()
 
     def database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under data_dir."""
