@@ -344,6 +344,7 @@ class Client:
         digest = hashlib.sha256()
         size = 0
         with self.open("GET", f"/v1/documents/{check_doc_id(doc_id)}/content") as response:
+            announced = response.getheader("Content-Length")
             try:
                 while block := response.read(BLOCK):
                     digest.update(block)
@@ -352,12 +353,18 @@ class Client:
                     if on_progress is not None:
                         on_progress(len(block))
             except http.client.IncompleteRead:
-                raise ApiError(
-                    None, "unreachable", f"the download of {doc_id} ended early at {size} bytes"
-                ) from None
+                announced = announced or "more"
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise self._transport_error(e) from None
+            # read(n) returns b"" when the connection drops: the length tells a short body.
+            if announced is not None and announced != str(size):
+                self.close()
+                raise ApiError(
+                    None,
+                    "unreachable",
+                    f"the download of {doc_id} ended early: {size} of {announced} bytes",
+                )
         result = Download(size=size, sha256=digest.hexdigest())
         if expected_sha256 is not None and result.sha256 != expected_sha256.lower():
             raise ApiError(
@@ -555,7 +562,15 @@ def _error_from(response: http.client.HTTPResponse) -> ApiError:
 
 
 def _text(response: http.client.HTTPResponse, limit: int = 1024 * 1024) -> str:
-    raw = response.read(limit + 1)
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while total <= limit and (part := response.read(min(BLOCK, limit + 1 - total))):
+            parts.append(part)
+            total += len(part)
+    except (OSError, http.client.HTTPException) as e:
+        raise ApiError(None, "unreachable", f"the answer was cut short: {e!r}") from None
+    raw = b"".join(parts)
     if len(raw) > limit:
         raise ApiError(response.status, "bad_response", f"answer larger than {limit} bytes")
     try:
