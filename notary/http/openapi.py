@@ -44,6 +44,7 @@ _METADATA_PARAMS = [
     _query("project", {"type": "string"}, "Project or case reference."),
     _query("supersedes", {"type": "string"}, "Id of the version this one replaces."),
     _query("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "Expected SHA-256."),
+    _query("confidential", {"type": "boolean"}, "Seal in storage (dd_draft always is)."),
     _query("wait", {"type": "boolean"}, "Answer with the receipt once anchored."),
     _query("timeout", {"type": "number"}, "Seconds to wait with wait=true (default 60)."),
 ]
@@ -67,6 +68,7 @@ _DOCUMENT = {
         "block_height": {"type": ["integer", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
         "anchored_at": {"type": ["string", "null"], "format": "date-time"},
+        "sealed": {"type": "boolean", "description": "Stored encrypted (docs/sealing.md)"},
     },
 }
 
