@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chain.errors import ChainError
 from chain.node.client import LedgerClient
@@ -32,12 +33,16 @@ from notary.anchoring import AnchorWorker
 from notary.config import S3NodeSettings, Settings
 from notary.errors import NotaryError
 from notary.http.app import create_app
-from notary.http.documents import PRINCIPAL, SERVICE, document_routes
+from notary.http.auth import bearer_tokens, open_access
+from notary.http.documents import SERVICE, document_routes
+from notary.http.sharing import sharing_routes
 from notary.http.streams import STREAMS, stream_routes
+from notary.http.verify import TRUST, verify_routes
 from notary.index.db import create_engine, ensure_current
 from notary.sealed_io import Sealing, load_keyring
-from notary.service import NotaryService, Principal
+from notary.service import NotaryService
 from notary.streams import StreamService
+from notary.tokens import authenticate
 from storage import DocumentStore
 from storage.nodes import LocalFolderNode, StorageNode
 
@@ -122,23 +127,29 @@ async def connect_ledger(settings: Settings) -> tuple[Ledger, TrustFile, Path]:
     return LedgerClient(urls, ca=settings.chain.ca_file), trust, path
 
 
-def _anonymous(request: web.Request) -> Principal:
-    # The embedded default serves 127.0.0.1 only and has no accounts: every caller acts
-    # as the local administrator.
-    return Principal(org="local", role="admin", name="local")
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without authentication on anything but a loopback address."""
+    if settings.auth.mode != "none":
+        return
+    host = settings.server.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise NotaryError(
+            f'invalid setting auth.mode: "none" (every caller is admin) is only allowed on a '
+            f'loopback server.host, not {host!r}; set auth.mode = "tokens"'
+        )
 
 
-def _auth_middleware(
-    resolve: Callable[[web.Request], Principal],
+def _authentication(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def authenticate(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        request[PRINCIPAL] = resolve(request)
-        return await handler(request)
-
-    return authenticate
+    if settings.auth.mode == "tokens":
+        return bearer_tokens(lambda token: authenticate(sessions, token))
+    # The embedded default serves a loopback address only and has no accounts.
+    return open_access()
 
 
 async def build(settings: Settings) -> Notary:
@@ -177,7 +188,7 @@ async def build(settings: Settings) -> Notary:
         sealing=sealing,
     )
     await service.abandon_unfinished(STALE_UPLOAD)
-    worker.start(await service.pending())
+    worker.start(await service.pending(), await service.pending_custody())
 
     async def storage_ready() -> str:
         # A stat of a key that never exists: any answer, even "no such blob", is a live node.
@@ -201,10 +212,13 @@ async def build(settings: Settings) -> Notary:
 
     app = create_app(
         {"storage": storage_ready, "database": database_ready, "chain": chain_ready},
-        extra_middlewares=[_auth_middleware(_anonymous)],
+        extra_middlewares=[_authentication(settings, sessions)],
     )
     app[SERVICE] = service
+    app[TRUST] = trust
     app.add_routes(document_routes())
+    app.add_routes(sharing_routes())
+    app.add_routes(verify_routes())
     app[STREAMS] = StreamService(service)
     app.add_routes(stream_routes())
     return Notary(app, service, store, engine, ledger, trust_path, worker)
@@ -221,6 +235,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[Notary, str]]:
     """The service listening on its configured address; yields it and its base URL."""
+    check_exposure(settings)
     notary = await build(settings)
     runner = web.AppRunner(notary.app, access_log=None)
     try:

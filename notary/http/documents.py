@@ -167,7 +167,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 async def get_content(request: web.Request) -> web.StreamResponse:
     """GET /v1/documents/{id}/content: the original bytes, rebuilt and verified."""
     service = request.app[SERVICE]
-    doc, manifest = await service.manifest(principal(request), _doc_id(request))
+    who, case_ref = principal(request), request.query.get("case")
+    doc, manifest = await service.manifest(who, _doc_id(request), case_ref)
     # Sizes, ranges and digests are of the plaintext; a sealed document is opened on
     # the way out, record by record, each authenticated before it is sent.
     size = plaintext_size(manifest)
@@ -181,6 +182,8 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         first = await anext(chunks, b"")
     except StorageError as e:
         raise errors.StorageUnavailableError(f"document {doc.id} cannot be read: {e}") from None
+    # No byte leaves before the access is on record (chain of custody, docs/custody.md).
+    await service.record_access(who, doc.id, start, end, case_ref)
     headers: dict[str, Any] = {
         "Content-Type": doc.media_type or "application/octet-stream",
         "Content-Length": str(end - start),

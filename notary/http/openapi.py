@@ -195,6 +195,181 @@ _STREAM_PATHS: dict[str, Any] = {
     },
 }
 
+_VERDICT = {
+    "type": "object",
+    "required": ["valid", "document", "checks"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "document": {
+            "type": "object",
+            "properties": {"sha256": {"type": "string"}, "size": {"type": ["integer", "null"]}},
+        },
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "outcome": {"type": "string", "enum": ["pass", "fail", "skipped", "info"]},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_SHARE = {
+    "type": "object",
+    "properties": {
+        "org": {"type": "string"},
+        "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+_CASE_ORDER = {
+    "type": "object",
+    "required": ["case_ref", "court_org", "documents"],
+    "properties": {
+        "case_ref": {"type": "string"},
+        "court_org": {"type": "string"},
+        "documents": {"type": "array", "items": {"type": "string"}},
+        "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+_ACCESS_PATHS: dict[str, Any] = {
+    "/v1/verify": {
+        "post": {
+            "summary": "Verify a receipt for a file or its SHA-256 (public, no token)",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "sha256": _HEX64_SCHEMA,
+                                "receipt": {"type": "string"},
+                            },
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["sha256", "receipt"],
+                            "properties": {
+                                "sha256": _HEX64_SCHEMA,
+                                "size": {"type": "integer"},
+                                "receipt": {"$ref": "#/components/schemas/Receipt"},
+                            },
+                        }
+                    },
+                },
+            },
+            "responses": {
+                "200": _json(_VERDICT, "The verdict, valid or not, with every check"),
+                "413": _PROBLEM,
+                "415": _PROBLEM,
+                "422": _PROBLEM,
+            },
+        }
+    },
+    "/v1/documents/{doc_id}/shares": {
+        "get": {
+            "summary": "Organisations the version chain is shared with",
+            "parameters": [_DOC_ID],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"shares": {"type": "array", "items": _SHARE}},
+                    },
+                    "Shares",
+                ),
+                "403": _PROBLEM,
+                "404": _PROBLEM,
+            },
+        },
+        "post": {
+            "summary": "Share the version chain with an organisation (owner only)",
+            "parameters": [_DOC_ID],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["org"],
+                            "properties": {"org": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_SHARE, "Already shared"),
+                "201": _json(_SHARE, "Shared"),
+                "403": _PROBLEM,
+                "404": _PROBLEM,
+                "422": _PROBLEM,
+            },
+        },
+    },
+    "/v1/documents/{doc_id}/custody": {
+        "get": {
+            "summary": "Custody events (content reads), each with an offline proof once "
+            "anchored (docs/custody.md)",
+            "parameters": [
+                _DOC_ID,
+                _query("after", {"type": "integer"}, "Events after this id."),
+                _query("limit", {"type": "integer", "maximum": 1000}, "At most (100)."),
+            ],
+            "responses": {
+                "200": _json({"type": "object"}, "Events, oldest first"),
+                "403": _PROBLEM,
+                "404": _PROBLEM,
+                "503": _PROBLEM,
+            },
+        }
+    },
+    "/v1/case-orders": {
+        "get": {
+            "summary": "Case orders (admins, auditors: all; a court: its own)",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"case_orders": {"type": "array", "items": _CASE_ORDER}},
+                    },
+                    "Case orders",
+                ),
+                "403": _PROBLEM,
+            },
+        },
+        "post": {
+            "summary": "Record a court's case order naming documents (admins)",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _CASE_ORDER}},
+            },
+            "responses": {
+                "201": _json(_CASE_ORDER, "Recorded"),
+                "403": _PROBLEM,
+                "409": _PROBLEM,
+                "422": _PROBLEM,
+            },
+        },
+    },
+}
+# Routes anyone may call without a token (notary.http.auth.PUBLIC_PATHS).
+_PUBLIC = (
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/v1/checkpoints/latest",
+    "/v1/proofs/consistency",
+    "/v1/verify",
+)
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -261,14 +436,17 @@ SPEC: dict[str, Any] = {
         },
         "/v1/documents/{doc_id}/content": {
             "get": {
-                "summary": "The original bytes, rebuilt and verified (Range supported)",
+                "summary": "The original bytes, rebuilt and verified (Range supported); "
+                "every read is a custody event",
                 "parameters": [
                     _DOC_ID,
                     {"name": "Range", "in": "header", "schema": {"type": "string"}},
+                    _query("case", {"type": "string"}, "Case order a court reads under."),
                 ],
                 "responses": {
                     "200": {"description": "The whole document"},
                     "206": {"description": "The requested range"},
+                    "403": _PROBLEM,
                     "404": _PROBLEM,
                     "416": _PROBLEM,
                     "503": _PROBLEM,
@@ -316,6 +494,7 @@ SPEC: dict[str, Any] = {
             }
         },
         **_STREAM_PATHS,
+        **_ACCESS_PATHS,
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
         },
@@ -329,7 +508,16 @@ SPEC: dict[str, Any] = {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}
         },
     },
+    "security": [{"bearer": []}],
     "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "With [auth] mode = tokens (docs/api.md): 401 without a "
+                "live token, 403 for a role that may not do this",
+            }
+        },
         "schemas": {
             "Receipt": {"type": "object", "description": "See docs/receipt-format.md"},
             "Problem": {
@@ -355,6 +543,11 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+for _path in _PUBLIC:
+    for _operation in SPEC["paths"][_path].values():
+        _operation["security"] = []
 
 
 async def openapi(_: web.Request) -> web.Response:
