@@ -69,6 +69,11 @@ class ClientConfigError(ValueError):
     """The client was configured with an unusable URL, token or CA file (a usage error)."""
 
 
+class SourceError(Exception):
+    """The local source of an upload did not yield the announced number of bytes (the
+    file changed while it was sent). The upload is abandoned; nothing is stored."""
+
+
 class ApiError(Exception):
     """The service answered with an error, or could not be reached.
 
@@ -118,8 +123,9 @@ class _CountingReader:
     :meth:`restart` goes back to where it started (to send the body again).
     """
 
-    def __init__(self, source: BinaryIO, progress: Progress | None) -> None:
+    def __init__(self, source: BinaryIO, size: int, progress: Progress | None) -> None:
         self._source = source
+        self._size = size
         self._start = source.tell() if source.seekable() else None
         self._progress = progress
         self.digest = hashlib.sha256()
@@ -138,7 +144,14 @@ class _CountingReader:
         self.sent = 0
 
     def read(self, size: int = -1, /) -> bytes:
-        data = self._source.read(BLOCK if size is None or size < 0 else size)
+        # Never more than announced in Content-Length, and not fewer either: bytes past it
+        # would corrupt the connection, a short body would hang it.
+        left = self._size - self.sent
+        data = self._source.read(min(BLOCK if size is None or size < 0 else size, left))
+        if left > 0 and not data:
+            raise SourceError(f"the source ended after {self.sent} of {self._size} bytes")
+        if len(data) == left and self._source.read(1):
+            raise SourceError(f"the source has more than the {self._size} bytes announced")
         if data:
             self.digest.update(data)
             self.sent += len(data)
@@ -227,9 +240,10 @@ class Client:
     ) -> dict[str, Any]:
         """POST /v1/documents: stream ``size`` bytes of ``source``; return the document.
 
-        The SHA-256 of the bytes actually sent is compared with the one the service
-        computed; a difference raises ApiError ``digest_mismatch``. ``sha256`` (hex), if
-        given, makes the service itself refuse other bytes (422 ``sha256_mismatch``).
+        Raises SourceError if ``source`` holds fewer or more than ``size`` bytes (the file
+        changed meanwhile). The SHA-256 of the bytes actually sent is compared with the one
+        the service computed; a difference raises ApiError ``digest_mismatch``. ``sha256``
+        (hex), if given, makes the service itself refuse other bytes (422 ``sha256_mismatch``).
         """
         params = {
             "kind": kind,
@@ -239,7 +253,7 @@ class Client:
             "supersedes": supersedes,
             "sha256": sha256,
         }
-        reader = _CountingReader(source, on_progress)
+        reader = _CountingReader(source, size, on_progress)
         headers = {
             "Content-Type": media_type or "application/octet-stream",
             "Content-Length": str(size),
@@ -436,7 +450,12 @@ class Client:
             all_headers["Authorization"] = f"Bearer {self._token}"
         if replay is None and (body is None or isinstance(body, bytes)):
             replay = _nothing
-        response = self._send(method, url, body, all_headers, replay)
+        try:
+            response = self._send(method, url, body, all_headers, replay)
+        except BaseException:
+            # A body source that failed mid-request leaves the connection unusable.
+            self.close()
+            raise
         try:
             if response.status >= 300:
                 raise _error_from(response)
@@ -596,5 +615,6 @@ __all__ = [
     "ClientConfigError",
     "Download",
     "Progress",
+    "SourceError",
     "check_doc_id",
 ]

@@ -136,9 +136,9 @@ def upload(
         except OSError as e:
             fail(USAGE, f"cannot create {receipt_dir}: {e.strerror or e}")
     plans = _plan(files, wait, receipt_dir)
-    from cli.client import ApiError
+    from cli.client import ApiError, SourceError
 
-    failure: ApiError | None = None
+    failure: tuple[int, str] | None = None
     with api_errors(), settings.client() as api:
         with progress() as bars:
             overall = bars.add_task("total", total=sum(p.size for p in plans))
@@ -163,10 +163,12 @@ def upload(
                             on_progress=advance,
                         )
                 except ApiError as e:
-                    plan.error, failure = str(e), e
+                    plan.error, failure = str(e), (SERVICE, f"{plan.path}: {e}")
                     break  # the rest waits for the user; nothing already sent is lost
-                except OSError as e:
-                    fail(USAGE, f"cannot read {plan.path}: {e.strerror or e}")
+                except (SourceError, OSError) as e:
+                    reason = getattr(e, "strerror", None) or e
+                    plan.error, failure = str(reason), (USAGE, f"cannot read {plan.path}: {reason}")
+                    break
         if wait:
             deadline = time.monotonic() + timeout
             for plan in plans:
@@ -177,13 +179,13 @@ def upload(
                     plan.document = api.wait_anchored(plan.document["id"], left)
                     text = api.receipt(plan.document["id"])
                 except ApiError as e:
-                    plan.error, failure = str(e), failure or e
+                    plan.error, failure = str(e), failure or (SERVICE, f"{plan.path}: {e}")
                     continue
                 _write_receipt(plan.receipt_path, text)
                 plan.receipt = plan.receipt_path
     _report_uploads(plans, as_json)
     if failure is not None:
-        fail(SERVICE, str(failure))
+        fail(*failure)
 
 
 def _write_receipt(path: Path, text: str) -> None:

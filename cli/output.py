@@ -33,14 +33,14 @@ def fail(code: int, message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def api_errors() -> Iterator[None]:
-    """Map client errors to exit codes: ApiError -> 3, ClientConfigError -> 2."""
-    from cli.client import ApiError, ClientConfigError
+    """Map client errors to exit codes: ApiError -> 3, ClientConfigError, SourceError -> 2."""
+    from cli.client import ApiError, ClientConfigError, SourceError
 
     try:
         yield
     except ApiError as e:
         fail(SERVICE, str(e))
-    except ClientConfigError as e:
+    except (ClientConfigError, SourceError) as e:
         fail(USAGE, str(e))
 
 

@@ -368,3 +368,20 @@ def test_upload_of_many_files_reports_json(env: dict[str, str], tmp_path: Path) 
     for r, p in zip(results, paths, strict=True):
         assert r["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
         assert r["status"] in ("anchoring", "anchored") and r["receipt"] is None
+
+
+def test_a_source_that_changes_size_is_refused_and_the_client_recovers(
+    server: LiveServer,
+) -> None:
+    import io
+
+    from cli.client import Client, SourceError
+
+    with Client(server.url) as api:
+        with pytest.raises(SourceError, match="more than the 10 bytes"):
+            api.upload(io.BytesIO(b"x" * 11), size=10, kind="filing")
+        with pytest.raises(SourceError, match="ended after 5 of 10"):
+            api.upload(io.BytesIO(b"x" * 5), size=10, kind="filing")
+        doc = api.upload(io.BytesIO(b"y" * 10), size=10, kind="filing")
+        assert doc["sha256"] == hashlib.sha256(b"y" * 10).hexdigest()
+        assert api.document(doc["id"])["size"] == 10
