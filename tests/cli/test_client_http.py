@@ -245,3 +245,27 @@ def test_tls_with_the_configured_ca_and_without_it(tmp_path: Path) -> None:
         env=env_for("https://127.0.0.1:9", tmp_path),
     )
     assert missing.returncode == 2 and "nope.pem" in only_line(missing.stderr)
+
+
+def test_a_keep_alive_connection_closed_by_the_server_is_reopened(tmp_path: Path) -> None:
+    from cli.client import Client
+
+    server = Scripted()
+    # HTTP/1.1 without "Connection: close", then the server drops the socket anyway
+    # (as one does when its idle keep-alive timer fires): the client's next request
+    # meets a dead connection and must send again on a new one.
+    server.httpd.RequestHandlerClass.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
+
+    def answer_then_hang_up(h: BaseHTTPRequestHandler) -> None:
+        document_meta("00" * 32, 1)(h)
+        h.wfile.flush()
+        h.close_connection = True
+
+    server.routes[f"/v1/documents/{DOC_ID}"] = answer_then_hang_up
+    try:
+        with Client(server.url) as api:
+            for _ in range(3):
+                assert api.document(DOC_ID)["id"] == DOC_ID
+    finally:
+        server.close()
+    assert len(server.seen) == 3
