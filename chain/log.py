@@ -18,7 +18,10 @@ crash at any point leaves either the old or the new committed size, and :meth:`M
 cuts the ``nodes`` file back to the committed size (a crash can leave a partial tail there)
 and checks the stored root against the nodes.
 
-One writer; readers may be other threads of the same process.
+One writer thread; readers may be other threads of the same process. Readers use their
+own SQLite connection (WAL: they never wait for the writer's transaction or its fsync)
+and see an append only once it is committed; the writer may run in a background thread
+(``chain.node.deferred_ledger``) while the event loop keeps serving reads.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,10 +71,13 @@ def node_position(level: int, index: int) -> int:
     return node_count(m) - 1 - above
 
 
+# SQLite integers are signed 64-bit; the first 8 bytes of a SHA-256 are uniform, so they
+# are a compact index key. Collisions (cheap to make on purpose at 64 bits) are harmless:
+# lookups confirm the full leaf hash against the nodes file.
+_PREFIXES = struct.Struct(">q24x")  # the prefix of each 32-byte leaf hash in a joined run
+
+
 def _prefix(leaf: bytes) -> int:
-    # SQLite integers are signed 64-bit; the first 8 bytes of a SHA-256 are uniform, so
-    # this is a compact index key. Collisions (cheap to make on purpose at 64 bits) are
-    # harmless: lookups confirm the full leaf hash against the nodes file.
     return int.from_bytes(leaf[:8], "big", signed=True)
 
 
@@ -91,13 +98,20 @@ def _postorder(old_size: int, levels: list[list[bytes]]) -> bytes:
 class MerkleLog:
     """An append-only Merkle log persisted in a directory; see the module docstring."""
 
-    def __init__(self, directory: Path, db: sqlite3.Connection, nodes_fd: int) -> None:
-        """Use :meth:`open`; this only wires already opened resources together."""
+    def __init__(
+        self, directory: Path, db: sqlite3.Connection, nodes_fd: int, reader: sqlite3.Connection
+    ) -> None:
+        """Use :meth:`open`; this only wires already opened resources together.
+
+        ``db`` is the writer's connection, ``reader`` a second one that serves reads.
+        """
         self._dir = directory
         self._db = db
+        self._rdb = reader
         self._fd = nodes_fd
-        self._db_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # One lock per connection: sqlite3 connections are not for concurrent use.
+        self._db_lock = threading.Lock()  # the reader's
+        self._write_lock = threading.Lock()  # the writer's (and the nodes file's tail)
         # (size, root, frontier) replaced as one tuple, so a reader in another thread
         # never sees the size of one append with the root of another.
         self._head: tuple[int, bytes, CompactRange] = (
@@ -134,10 +148,12 @@ class MerkleLog:
             db.executescript(_SCHEMA)
             if created:
                 _fsync_directory(directory)
+            reader = sqlite3.connect(directory / DB_FILE, check_same_thread=False)
+            reader.execute("PRAGMA cache_size=-16384")
         except sqlite3.Error as exc:
             os.close(fd)
             raise LogError(f"cannot open the Merkle log database in {directory}: {exc}") from exc
-        log = cls(directory, db, fd)
+        log = cls(directory, db, fd, reader)
         try:
             log._recover()
         except BaseException:
@@ -157,7 +173,7 @@ class MerkleLog:
                     f"{self._dir / DB_FILE} has no commit marker but {self._dir / NODES_FILE} "
                     f"holds nodes: the database was deleted or replaced"
                 )
-            with self._db_lock:
+            with self._write_lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -266,7 +282,7 @@ class MerkleLog:
         if not 0 <= index < self.size:
             raise LogError(f"entry {index} is outside the log of size {self.size}")
         with self._db_lock:
-            row = self._db.execute("SELECT entry FROM entries WHERE idx = ?", (index,)).fetchone()
+            row = self._rdb.execute("SELECT entry FROM entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise LogError(f"entry {index} is missing from {self._dir / DB_FILE}")
         return bytes(row[0])
@@ -283,7 +299,7 @@ class MerkleLog:
             return None
         size = self.size
         with self._db_lock:
-            rows = self._db.execute(
+            rows = self._rdb.execute(
                 "SELECT idx FROM entries WHERE prefix = ? ORDER BY idx", (_prefix(leaf),)
             ).fetchall()
         for (idx,) in rows:
@@ -319,12 +335,16 @@ class MerkleLog:
 
     # -- appending --------------------------------------------------------------
 
-    def append(self, entries: Sequence[bytes]) -> tuple[int, bytes]:
+    def append(
+        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+    ) -> tuple[int, bytes]:
         """Append ``entries``; return the new (size, root) once durable on disk.
 
-        O(k + log n) hashing and one sequential write for k entries. Single writer:
-        concurrent calls are serialized. Raises LogError when the disk write fails; the
-        log then stays at its previous size.
+        ``leaves``, when given, are the entries' leaf hashes (precondition:
+        ``leaves[i] == merkle.leaf_hash(entries[i])``, e.g. a verified block's), so the
+        entries are not hashed again. O(k + log n) hashing, one sequential write and one
+        SQLite transaction for k entries. Single writer: concurrent calls are serialized.
+        Raises LogError when the disk write fails; the log then stays at its previous size.
         """
         if self._closed:
             raise LogError(f"Merkle log in {self._dir} is closed")
@@ -332,7 +352,10 @@ class MerkleLog:
             old_size, old_root, old_frontier = self._head
             if not entries:
                 return old_size, old_root
-            leaves = [merkle.leaf_hash(bytes(e)) for e in entries]
+            if leaves is None:
+                leaves = [merkle.leaf_hash(bytes(e)) for e in entries]
+            elif len(leaves) != len(entries):
+                raise LogError(f"{len(leaves)} leaf hashes given for {len(entries)} entries")
             try:
                 levels, frontier_hashes = merkle.extend_levels(
                     old_size, old_frontier.hashes, leaves
@@ -353,27 +376,24 @@ class MerkleLog:
                 os.fsync(self._fd)
             except OSError as exc:
                 raise LogError(f"cannot write {self._dir / NODES_FILE}: {exc}") from exc
-            rows = [
-                (old_size + i, bytes(e), _prefix(leaf))
-                for i, (e, leaf) in enumerate(zip(entries, leaves, strict=True))
-            ]
+            prefixes = (p for (p,) in _PREFIXES.iter_unpack(b"".join(leaves)))
+            rows = zip(range(old_size, new_size), map(bytes, entries), prefixes, strict=True)
             try:
-                with self._db_lock:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    try:
-                        self._db.executemany(
-                            "INSERT INTO entries (idx, entry, prefix) VALUES (?, ?, ?)", rows
-                        )
-                        self._db.execute(
-                            "UPDATE meta SET value = ? WHERE key = 'size'",
-                            (new_size.to_bytes(8, "big"),),
-                        )
-                        self._db.execute("UPDATE meta SET value = ? WHERE key = 'root'", (root,))
-                        self._db.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(sqlite3.Error):
-                            self._db.execute("ROLLBACK")
-                        raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO entries (idx, entry, prefix) VALUES (?, ?, ?)", rows
+                    )
+                    self._db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'size'",
+                        (new_size.to_bytes(8, "big"),),
+                    )
+                    self._db.execute("UPDATE meta SET value = ? WHERE key = 'root'", (root,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise LogError(f"cannot commit to {self._dir / DB_FILE}: {exc}") from exc
             self._head = (new_size, root, frontier)
@@ -386,8 +406,9 @@ class MerkleLog:
         if self._closed:
             return
         self._closed = True
-        with self._db_lock:
+        with self._write_lock, self._db_lock:
             self._db.close()
+            self._rdb.close()
         os.close(self._fd)
 
     def __enter__(self) -> MerkleLog:

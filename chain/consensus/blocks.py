@@ -39,10 +39,7 @@ def timeout_message(chain_id: str, view: int, high_qc_view: int) -> bytes:
 
 def payload_digest(entries: Sequence[bytes]) -> bytes:
     """SHA-256 over the encoded entry list (u32 count, then each entry length-prefixed)."""
-    w = Writer().u32(len(entries))
-    for entry in entries:
-        w.blob(entry)
-    return hashlib.sha256(w.getvalue()).digest()
+    return hashlib.sha256(Writer().blobs(entries).getvalue()).digest()
 
 
 @dataclass(frozen=True)
@@ -299,9 +296,7 @@ class Block:
         else:
             w.u8(1)
             self.tc.write(w)
-        w.u32(len(self.entries))
-        for entry in self.entries:
-            w.blob(entry)
+        w.blobs(self.entries)
 
     @classmethod
     def read(cls, r: Reader, limits: Limits) -> Block:
@@ -314,8 +309,7 @@ class Block:
         root = r.blob(exact=HASH_SIZE)
         qc = QuorumCert.read(r)
         tc = TimeoutCert.read(r) if r.flag() else None
-        n = r.count(max_count=limits.max_entries)
-        entries = tuple(r.blob(max_len=limits.max_entry_bytes) for _ in range(n))
+        entries = r.blobs(max_count=limits.max_entries, max_len=limits.max_entry_bytes)
         return cls(height, view, parent, proposer, ts, digest, size, root, qc, tc, entries)
 
 

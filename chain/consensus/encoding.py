@@ -16,12 +16,14 @@ The :class:`Reader` rejects truncated input, lengths beyond a bound and trailing
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from chain.consensus.errors import InvalidMessageError
 
 DOMAIN = "notary/consensus/v1/"
 # No single encoded field may exceed this many bytes (a block's entries are separate fields).
 MAX_FIELD_BYTES = 64 << 20
+_U32 = struct.Struct(">I")
 
 
 class Writer:
@@ -54,8 +56,22 @@ class Writer:
 
     def blob(self, value: bytes) -> Writer:
         """Append ``value`` with its u32 length."""
-        self._parts.append(struct.pack(">I", len(value)))
+        self._parts.append(_U32.pack(len(value)))
         self._parts.append(value)
+        return self
+
+    def blobs(self, values: Sequence[bytes]) -> Writer:
+        """Append a sequence of ``bytes``: its u32 count, then each with its u32 length.
+
+        The same bytes as ``u32(len(values))`` and ``blob`` per item, in one pass (blocks
+        carry thousands of entries).
+        """
+        pack = _U32.pack
+        parts = self._parts
+        parts.append(pack(len(values)))
+        for value in values:
+            parts.append(pack(len(value)))
+            parts.append(value)
         return self
 
     def text(self, value: str) -> Writer:
@@ -130,6 +146,30 @@ class Reader:
         if n > max_count:
             raise InvalidMessageError(f"sequence of {n} items exceeds {max_count}")
         return n
+
+    def blobs(self, *, max_count: int, max_len: int) -> tuple[bytes, ...]:
+        """Read what :meth:`Writer.blobs` wrote: at most ``max_count`` items of at most
+        ``max_len`` bytes each (same checks as :meth:`count` and :meth:`blob`, one pass)."""
+        n = self.count(max_count=max_count)
+        data, pos = self._data, self._pos
+        size = len(data)
+        unpack = _U32.unpack_from
+        out: list[bytes] = []
+        append = out.append
+        for _ in range(n):
+            if pos + 4 > size:
+                raise InvalidMessageError("truncated message")
+            (length,) = unpack(data, pos)
+            if length > max_len:
+                raise InvalidMessageError(f"field of {length} bytes out of range")
+            pos += 4
+            end = pos + length
+            if end > size:
+                raise InvalidMessageError("truncated message")
+            append(data[pos:end].tobytes())
+            pos = end
+        self._pos = pos
+        return tuple(out)
 
     def flag(self) -> bool:
         """Read an optional-presence flag (0 or 1)."""

@@ -39,8 +39,11 @@ class Ledger(Protocol):
         """The current root hash."""
         ...
 
-    def append(self, entries: Sequence[bytes]) -> tuple[int, bytes]:
-        """Append durably; return (new size, new root)."""
+    def append(
+        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+    ) -> tuple[int, bytes]:
+        """Append durably; return (new size, new root). ``leaves``, if given, are the
+        entries' leaf hashes (precondition: correct), so they are not hashed again."""
         ...
 
     def entry(self, index: int) -> bytes:
@@ -83,9 +86,12 @@ class MemoryLedger:
         """The current root."""
         return self._frontier.root()
 
-    def append(self, entries: Sequence[bytes]) -> tuple[int, bytes]:
-        """Append ``entries``; return (size, root)."""
-        leaves = [leaf_hash(e) for e in entries]
+    def append(
+        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+    ) -> tuple[int, bytes]:
+        """Append ``entries`` (with their leaf hashes, if known); return (size, root)."""
+        if leaves is None:
+            leaves = [leaf_hash(e) for e in entries]
         for leaf in leaves:
             self._index.setdefault(leaf, len(self._leaves))
             self._leaves.append(leaf)
@@ -158,7 +164,7 @@ def apply_block(store: BlockStore, ledger: Ledger, block: Block) -> None:
     """
     store.set_committed(block)
     if block.entries:
-        size, root = ledger.append(block.entries)
+        size, root = ledger.append(block.entries, block.leaf_hashes)
     else:
         size, root = ledger.size, ledger.root()
     ensure(
@@ -186,7 +192,7 @@ def recover(store: BlockStore, ledger: Ledger) -> Block:
                     SafetyViolationError,
                     f"ledger size {ledger.size} cannot be completed by block {height}",
                 )
-                ledger.append(block.entries)
+                ledger.append(block.entries, block.leaf_hashes)
     ensure(
         ledger.size == head.tree_size and ledger.root() == head.root,
         SafetyViolationError,

@@ -1,25 +1,31 @@
 """A :class:`~chain.consensus.ledger.Ledger` that takes the durable Merkle-log append off
-the vote's critical path.
+the vote's critical path and, given an executor, off the event loop.
 
 When a replica commits a block it marks the block committed in its consensus store
 (durable) and then appends the entries to its log (:func:`chain.consensus.ledger.apply_block`).
-The append is the most expensive step of a block (an SQLite insert per entry and two
-fsyncs), and it runs inside the handler of the proposal that carried the commit, before
-the replica votes. This wrapper answers ``append`` at once with the size and root the
-log will have (from an in-memory frontier: leaf hashes and O(log n) node hashes) and
-writes to the :class:`~chain.log.MerkleLog` from a callback scheduled right after the
-handler, so the vote leaves first; consecutive pending blocks become one append.
+The append is the most expensive step of a block (an SQLite transaction inserting every
+entry, and two fsyncs), and it would run inside the handler of the proposal that carried
+the commit, before the replica votes. This wrapper answers ``append`` at once with the
+size and root the log will have (from an in-memory frontier over the block's leaf
+hashes) and writes to the :class:`~chain.log.MerkleLog` later: consecutive pending blocks
+become one append. Without an executor the write runs in a callback scheduled right
+after the handler (the vote leaves first); with one (a single worker thread in a node)
+it runs there, so the event loop keeps handling messages while the write waits for its
+fsyncs, and one write is in flight at a time.
 
 Safety is unchanged: the store marks a block committed before its entries reach the log
 in any case, and :func:`chain.consensus.ledger.recover` replays committed blocks a log
-lacks after a crash ("behind, never ahead"). Every read (entries, lookups, proofs)
-flushes pending appends first, so callers see the log as committed. A failed flush is
-reported to ``on_error`` (the node halts: its log can no longer follow the chain).
+lacks after a crash ("behind, never ahead"). Reads see the log as committed without
+waiting for the write: sizes and roots come from the frontier, and lookups and entries
+from the log plus the entries not yet written; only a proof over a tree larger than the
+written log waits for the write. A failed write is reported to ``on_error`` (the node
+halts: its log can no longer follow the chain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 
 from chain.errors import LogError
 from chain.log import MerkleLog
@@ -36,13 +42,29 @@ class DeferredLedger:
         log: MerkleLog,
         schedule: Schedule,
         on_error: Callable[[BaseException], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        """Wrap ``log``; ``schedule(fn)`` runs ``fn`` soon on the same event loop."""
+        """Wrap ``log``; ``schedule(fn)`` runs ``fn`` soon on the event loop (it must be
+        thread-safe, e.g. ``loop.call_soon_threadsafe``, when ``executor`` is given).
+
+        ``executor``: where writes run (None: on the loop, in the scheduled callback).
+        It must run one write at a time in order; this object never submits a second
+        write before the first one finished.
+        """
         self.log = log
         self._schedule = schedule
         self._on_error = on_error
+        self._executor = executor
         self._frontier = log.compact_range()
+        # Entries accepted but not yet durable in the log, oldest first, starting at leaf
+        # index self._unwritten_from: the write in flight (if any), then the pending ones.
+        self._unwritten_from = log.size
+        self._flight: list[bytes] = []
+        self._flight_leaves: list[bytes] = []
+        self._flight_future: Future[tuple[int, bytes]] | None = None
+        self._flight_expect: tuple[int, bytes] = (log.size, log.root())
         self._pending: list[bytes] = []
+        self._pending_leaves: list[bytes] = []
         self._scheduled = False
         self.failed: BaseException | None = None
 
@@ -59,69 +81,161 @@ class DeferredLedger:
         """Frontier over all committed entries."""
         return self._frontier
 
-    def append(self, entries: Sequence[bytes]) -> tuple[int, bytes]:
-        """Accept ``entries`` (durably written by the next flush); return (size, root)."""
-        if self.failed is not None:
-            raise LogError(f"the Merkle log failed earlier: {self.failed}")
-        self._frontier = self._frontier.append([leaf_hash(e) for e in entries])
+    def append(
+        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+    ) -> tuple[int, bytes]:
+        """Accept ``entries`` (durably written by a later write); return (size, root).
+
+        ``leaves``: the entries' leaf hashes if known (precondition: correct); they are
+        kept for the write, so each entry is hashed at most once here.
+        """
+        self._check()
+        if leaves is None:
+            leaves = [leaf_hash(e) for e in entries]
+        elif len(leaves) != len(entries):
+            raise LogError(f"{len(leaves)} leaf hashes given for {len(entries)} entries")
+        self._frontier = self._frontier.append(leaves)
         self._pending.extend(entries)
-        if not self._scheduled:
-            self._scheduled = True
-            self._schedule(self._flush_scheduled)
+        self._pending_leaves.extend(leaves)
+        self._kick_soon()
         return self._frontier.size, self._frontier.root()
 
-    def _flush_scheduled(self) -> None:
-        self._scheduled = False
-        try:
-            self.flush()
-        except LogError as e:
-            if self._on_error is None:
-                raise
-            self._on_error(e)
-
-    def flush(self) -> None:
-        """Write pending entries to the log now (durable when this returns)."""
-        if not self._pending:
-            return
+    def _check(self) -> None:
         if self.failed is not None:
             raise LogError(f"the Merkle log failed earlier: {self.failed}")
-        pending, self._pending = self._pending, []
+
+    def _kick_soon(self) -> None:
+        if not self._scheduled and self._flight_future is None and self._pending:
+            self._scheduled = True
+            self._schedule(self._kick)
+
+    def _kick(self) -> None:
+        """Start writing what is pending (on the loop)."""
+        self._scheduled = False
+        if self._flight_future is not None or not self._pending or self.failed is not None:
+            return
+        if self._executor is None:
+            try:
+                self.flush()
+            except LogError as e:
+                self._report(e)
+            return
+        self._take_pending()
+        future = self._executor.submit(self.log.append, self._flight, self._flight_leaves)
+        self._flight_future = future
+        future.add_done_callback(lambda f: self._schedule(lambda: self._finished(f)))
+
+    def _take_pending(self) -> None:
+        """Make every pending entry the next write; the log must then match the frontier."""
+        self._flight, self._pending = self._pending, []
+        self._flight_leaves, self._pending_leaves = self._pending_leaves, []
+        self._flight_expect = (self._frontier.size, self._frontier.root())
+
+    def _finished(self, future: Future[tuple[int, bytes]]) -> None:
+        """The write in flight ended (on the loop)."""
+        if future is not self._flight_future:
+            return  # already handled by a synchronous flush
         try:
-            size, root = self.log.append(pending)
+            self._settle(future)
+        except LogError as e:
+            self._report(e)
+            return
+        self._kick_soon()
+
+    def _settle(self, future: Future[tuple[int, bytes]]) -> None:
+        """Account for the finished write ``future`` (blocks until it has finished)."""
+        self._flight_future = None
+        try:
+            written = future.result()
         except LogError as e:
             self.failed = e
             raise
-        if (size, root) != (self._frontier.size, self._frontier.root()):
-            self.failed = LogError(f"log at size {size} disagrees with the committed chain")
+        except Exception as e:  # an OSError or bug in the worker: the log cannot follow
+            self.failed = LogError(f"writing the Merkle log failed: {e!r}")
+            raise self.failed from e
+        finally:
+            self._flight, self._flight_leaves = [], []
+        self._check_written(written)
+
+    def _check_written(self, written: tuple[int, bytes]) -> None:
+        if written != self._flight_expect:
+            self.failed = LogError(
+                f"log at size {written[0]} disagrees with the committed chain "
+                f"(size {self._flight_expect[0]})"
+            )
             raise self.failed
+        self._unwritten_from = written[0]
+
+    def _report(self, e: LogError) -> None:
+        if self._on_error is None:
+            raise e
+        self._on_error(e)
+
+    def flush(self) -> None:
+        """Write everything accepted so far, now (durable when this returns); waits for a
+        write in flight first."""
+        self._check()
+        if self._flight_future is not None:
+            self._settle(self._flight_future)
+        if not self._pending:
+            return
+        self._take_pending()
+        try:
+            written = self.log.append(self._flight, self._flight_leaves)
+        except LogError as e:
+            self.failed = e
+            raise
+        finally:
+            self._flight, self._flight_leaves = [], []
+        self._check_written(written)
 
     @property
     def pending(self) -> int:
         """Entries accepted but not yet written."""
-        return len(self._pending)
+        return self.size - self._unwritten_from
+
+    def _unwritten_leaves(self) -> list[bytes]:
+        return self._flight_leaves + self._pending_leaves
 
     def entry(self, index: int) -> bytes:
         """Entry ``index``."""
-        self.flush()
-        return self.log.entry(index)
+        if index < self._unwritten_from:
+            return self.log.entry(index)
+        offset = index - self._unwritten_from
+        unwritten = self._flight + self._pending
+        if not 0 <= offset < len(unwritten):
+            raise LogError(f"entry {index} is outside the log of size {self.size}")
+        return unwritten[offset]
 
     def leaf_index(self, leaf: bytes) -> int | None:
-        """Index of the first entry with leaf hash ``leaf``."""
-        self.flush()
-        return self.log.leaf_index(leaf)
+        """Index of the first entry with leaf hash ``leaf`` (no waiting for a write)."""
+        # The log answers for what it committed (its readers see only committed appends);
+        # anything later is still in the lists, which only this thread empties.
+        index = self.log.leaf_index(leaf)
+        if index is not None:
+            return index
+        unwritten = self._unwritten_leaves()
+        try:
+            return self._unwritten_from + unwritten.index(leaf)
+        except ValueError:
+            return None
+
+    def _written(self, size: int) -> None:
+        if size > self._unwritten_from:
+            self.flush()
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of ``index`` in the tree of ``size``."""
-        self.flush()
+        self._written(size)
         return self.log.inclusion_proof(index, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 consistency proof between two sizes."""
-        self.flush()
+        self._written(new_size)
         return self.log.consistency_proof(old_size, new_size)
 
     def close(self) -> None:
-        """Flush what is pending (if the log still works), then close the log."""
+        """Finish writing what is accepted (if the log still works), then close the log."""
         try:
             if self.failed is None:
                 self.flush()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ class EmbeddedChain:
     replicas: list[_Replica] = field(default_factory=list)
     network: InMemoryNetwork | None = None
     _cores: dict[str, Core] = field(default_factory=dict)
+    _writer: ThreadPoolExecutor | None = None
     _stopped: bool = False
 
     @property
@@ -142,6 +144,8 @@ class EmbeddedChain:
         for r in self.replicas:
             r.log.close()
             r.store.close()
+        if self._writer is not None:
+            self._writer.shutdown()
 
     async def close(self) -> None:
         """Alias of :meth:`stop`."""
@@ -204,10 +208,17 @@ async def start_embedded(
         logger.critical("embedded chain: %s", e, exc_info=e)
 
     mp_config = mempool_config or MempoolConfig()
+    # One worker thread writes the validators' Merkle logs (each has one write at a time).
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log")
     try:
         for signer in signers:
             base = data_dir / signer.name
-            log = DeferredLedger(MerkleLog.open(base / "log"), loop.call_soon, on_error=on_error)
+            log = DeferredLedger(
+                MerkleLog.open(base / "log"),
+                loop.call_soon_threadsafe,
+                on_error=on_error,
+                executor=writer,
+            )
             store = SqliteStore.open(base)
             transport = network.register(signer.name, handler_for(signer.name))
             clock = AsyncioClock(loop, on_error=on_error)
@@ -229,6 +240,7 @@ async def start_embedded(
         for r in replicas:
             r.log.close()
             r.store.close()
+        writer.shutdown()
         raise
     service = LedgerService(
         [r.core for r in replicas],
@@ -239,7 +251,7 @@ async def start_embedded(
     replicas[0].store.on_checkpoint = lambda _size: service.notify()
     for r in replicas:
         r.core.start()
-    return EmbeddedChain(data_dir, trust, service, replicas, network, cores)
+    return EmbeddedChain(data_dir, trust, service, replicas, network, cores, writer)
 
 
 if TYPE_CHECKING:  # both implementations must satisfy the protocol the service uses

@@ -13,6 +13,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -84,6 +85,7 @@ class Node:
         self._clock: AsyncioClock | None = None
         self._log: DeferredLedger | None = None
         self._store: SqliteStore | None = None
+        self._writer: ThreadPoolExecutor | None = None
         self.core: Core | None = None
         self.service: LedgerService | None = None
 
@@ -118,8 +120,13 @@ class Node:
             queue_size=cfg.limits.peer_queue,
         )
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # One worker thread writes the Merkle log, so its fsyncs never stall the loop.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log")
         self._log = DeferredLedger(
-            MerkleLog.open(cfg.data_dir / "log"), loop.call_soon, on_error=self._halt
+            MerkleLog.open(cfg.data_dir / "log"),
+            loop.call_soon_threadsafe,
+            on_error=self._halt,
+            executor=self._writer,
         )
         self._store = SqliteStore.open(cfg.data_dir)
         limits = block_limits(cfg)
@@ -254,6 +261,9 @@ class Node:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
 
 
 async def serve(config: NodeConfig) -> None:

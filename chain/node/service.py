@@ -2,7 +2,8 @@
 embedded mode): submit entries, wait for commits, checkpoints, proofs, blocks, status.
 
 The core is synchronous and owns the event loop's thread; this service runs on the same
-loop. Commits and stored checkpoints wake waiters through one :class:`Notifier`.
+loop. A commit wakes the waiters of the entries it holds; stored checkpoints wake
+checkpoint waiters through one :class:`Notifier`.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class ServiceStore(Protocol):
         """The committed block at ``height``."""
         ...
 
-    def committed_height_for_leaf(self, index: int) -> int | None:
-        """The committed block height holding leaf ``index``."""
+    def committed_position(self, index: int) -> tuple[int, int] | None:
+        """(height, tree size after it) of the committed block holding leaf ``index``."""
         ...
 
 
@@ -175,14 +176,31 @@ class LedgerService:
         self._peers_up = peers_up
         self.role = role or ("validator" if self.primary.is_validator else "observer")
         self.notifier = Notifier()
+        # Waiters for one entry each, woken by the commit that holds it: a commit costs a
+        # dict lookup per entry instead of a database lookup per waiter.
+        self._waiters: dict[bytes, list[asyncio.Future[CommitInfo]]] = {}
         self._forward = forward
         self._committed = CommittedIndex(self.primary.ledger, committed_db)
         self.primary.commit_listeners.append(self._on_commit)
         self.started_at = time.time()
 
     def _on_commit(self, block: Block) -> None:
-        self._committed.add(block.leaf_hashes)
-        self.notifier.notify()
+        leaves = block.leaf_hashes
+        self._committed.add(leaves)
+        waiters = self._waiters
+        if not waiters:
+            return
+        first = block.tree_size - len(leaves)
+        for i, leaf in enumerate(leaves):
+            futures = waiters.pop(leaf, None)
+            if futures is None:
+                continue
+            # Registered after a lookup that found nothing, so this is the leaf's first
+            # occurrence in the log: the index lookup would answer the same.
+            info = CommitInfo(leaf, first + i, block.height, block.tree_size)
+            for future in futures:
+                if not future.done():
+                    future.set_result(info)
 
     def close(self) -> None:
         """Release the committed index."""
@@ -278,22 +296,29 @@ class LedgerService:
         index = self.primary.ledger.leaf_index(entry_hash_)
         if index is None:
             return None
-        height = self.store.committed_height_for_leaf(index)
-        if height is None:
+        position = self.store.committed_position(index)
+        if position is None:
             return None  # the ledger is ahead of the committed table only inside a commit
-        block = self.store.committed_block(height)
-        tree_size = block.tree_size if block is not None else self.primary.ledger.size
+        height, tree_size = position
         return CommitInfo(entry_hash_, index, height, tree_size)
 
     async def wait_committed(self, entry_hash_: bytes, timeout: float) -> CommitInfo | None:
         """Wait up to ``timeout`` seconds for the entry to be committed; None on timeout."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            info = self.lookup(entry_hash_)
-            remaining = deadline - time.monotonic()
-            if info is not None or remaining <= 0:
-                return info
-            await self.notifier.wait(remaining)
+        info = self.lookup(entry_hash_)
+        if info is not None or timeout <= 0:
+            return info
+        future: asyncio.Future[CommitInfo] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(entry_hash_, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            futures = self._waiters.get(entry_hash_)
+            if futures is not None and future in futures:
+                futures.remove(future)
+                if not futures:
+                    del self._waiters[entry_hash_]
 
     # -- checkpoints and proofs -----------------------------------------------------------
 

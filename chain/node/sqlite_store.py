@@ -241,10 +241,12 @@ class SqliteStore:
         ).fetchone()
         return str(row[0]) if row else None
 
-    def committed_height_for_leaf(self, index: int) -> int | None:
-        """The height of the committed block holding leaf ``index``, or None."""
+    def committed_position(self, index: int) -> tuple[int, int] | None:
+        """(height, tree size after it) of the committed block holding leaf ``index``,
+        or None; read from the committed table alone (no block is decoded)."""
         row = self._db.execute(
-            "SELECT height FROM committed WHERE tree_size > ? ORDER BY tree_size, height LIMIT 1",
+            "SELECT height, tree_size FROM committed WHERE tree_size > ? "
+            "ORDER BY tree_size, height LIMIT 1",
             (index,),
         ).fetchone()
-        return int(row[0]) if row else None
+        return (int(row[0]), int(row[1])) if row else None

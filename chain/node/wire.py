@@ -89,10 +89,7 @@ class ForwardedEntries:
 
 def encode_entries(entries: Sequence[bytes]) -> bytes:
     """The wire frame of forwarded ``entries``."""
-    w = Writer().u8(ENTRIES_KIND).u32(len(entries))
-    for entry in entries:
-        w.blob(entry)
-    return w.getvalue()
+    return Writer().u8(ENTRIES_KIND).blobs(entries).getvalue()
 
 
 def decode_frame(data: bytes, limits: Limits) -> Message | ForwardedEntries:
@@ -100,8 +97,7 @@ def decode_frame(data: bytes, limits: Limits) -> Message | ForwardedEntries:
     if data[:1] == bytes([ENTRIES_KIND]):
         r = Reader(data)
         r.u8()
-        n = r.count(max_count=limits.max_entries)
-        entries = tuple(r.blob(max_len=limits.max_entry_bytes) for _ in range(n))
+        entries = r.blobs(max_count=limits.max_entries, max_len=limits.max_entry_bytes)
         r.end()
         return ForwardedEntries(entries)
     return decode_message(data, limits)
@@ -109,16 +105,12 @@ def decode_frame(data: bytes, limits: Limits) -> Message | ForwardedEntries:
 
 def encode_batch(frames: Sequence[bytes]) -> bytes:
     """Several frames in one body: u32 count, then each frame length-prefixed."""
-    w = Writer().u32(len(frames))
-    for frame in frames:
-        w.blob(frame)
-    return w.getvalue()
+    return Writer().blobs(frames).getvalue()
 
 
 def decode_batch(data: bytes, max_frame: int) -> list[bytes]:
     """The frames of a batch body; raises :class:`InvalidMessageError` if malformed."""
     r = Reader(data)
-    n = r.count(max_count=MAX_BATCH_FRAMES)
-    frames = [r.blob(max_len=max_frame) for _ in range(n)]
+    frames = list(r.blobs(max_count=MAX_BATCH_FRAMES, max_len=max_frame))
     r.end()
     return frames

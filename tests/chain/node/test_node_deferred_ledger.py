@@ -4,16 +4,24 @@ repaired by replaying committed blocks (the log is behind, never ahead)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from chain.consensus.blocks import GENESIS, GENESIS_QC, Block, QuorumCert, payload_digest
 from chain.consensus.ledger import apply_block, recover
 from chain.consensus.store import MemoryStore
+from chain.errors import LogError
 from chain.log import MerkleLog
 from chain.merkle import CompactRange, leaf_hash, verify_inclusion
 from chain.node.deferred_ledger import DeferredLedger
+from tests.chain.node.conftest import wait_for
 
 
 def _blocks(n: int, per_block: int, rng: random.Random) -> list[Block]:
@@ -92,3 +100,74 @@ async def test_flush_runs_on_the_loop_and_failures_are_reported(tmp_path: Path) 
     apply_block(MemoryStore(), ledger, blocks[1])
     await asyncio.sleep(0)
     assert len(errors) == 1 and ledger.failed is not None
+
+
+def _async(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
+
+
+class _GatedExecutor(ThreadPoolExecutor):
+    """A real one-thread pool whose writes wait until ``gate`` is set (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.gate = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            assert self.gate.wait(30)
+            return fn(*args, **kwargs)
+
+        return super().submit(run)
+
+
+async def test_writes_in_a_worker_thread_leave_reads_answering(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    log = MerkleLog.open(tmp_path / "log")
+    blocks = _blocks(3, 5, random.Random(4))
+    with _GatedExecutor() as writer:
+        ledger = DeferredLedger(log, loop.call_soon_threadsafe, executor=writer)
+        store = MemoryStore()
+        apply_block(store, ledger, blocks[0])
+        await asyncio.sleep(0)  # the write of block 1 starts and waits at the gate
+        apply_block(store, ledger, blocks[1])  # pending behind the write in flight
+        assert log.size == 0 and ledger.size == 10 and ledger.pending == 10
+        # Lookups and entries answer from what is not yet written, without waiting.
+        assert ledger.leaf_index(leaf_hash(blocks[1].entries[3])) == 8
+        assert ledger.leaf_index(leaf_hash(b"never appended")) is None
+        assert ledger.entry(2) == blocks[0].entries[2]
+        writer.gate.set()
+        await wait_for(_async(lambda: ledger.pending == 0), 10)
+        assert log.size == 10 and log.root() == blocks[1].root  # two writes, in order
+        assert ledger.leaf_index(leaf_hash(blocks[1].entries[3])) == 8
+        # A proof over entries not yet written waits for them.
+        writer.gate.clear()
+        apply_block(store, ledger, blocks[2])
+        await asyncio.sleep(0)
+        threading.Timer(0.2, writer.gate.set).start()
+        proof = ledger.inclusion_proof(12, 15)
+        verify_inclusion(12, 15, leaf_hash(blocks[2].entries[2]), proof, blocks[2].root)
+        ledger.close()
+
+
+async def test_a_failed_background_write_halts_the_ledger(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[BaseException] = []
+    log = MerkleLog.open(tmp_path / "log")
+    blocks = _blocks(1, 4, random.Random(5))
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        ledger = DeferredLedger(
+            log, loop.call_soon_threadsafe, on_error=errors.append, executor=writer
+        )
+        # The disk stops taking writes under the node: the write fails for real (EBADF).
+        os.close(log._fd)
+        log._fd = os.open(tmp_path / "log" / "nodes", os.O_RDONLY)
+        apply_block(MemoryStore(), ledger, blocks[0])
+        await wait_for(_async(lambda: bool(errors)), 10)
+    assert len(errors) == 1 and ledger.failed is not None
+    with pytest.raises(LogError):
+        apply_block(MemoryStore(), ledger, blocks[0])
+    ledger.close()

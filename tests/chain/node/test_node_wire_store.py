@@ -143,7 +143,8 @@ def test_sqlite_store_survives_reopen(tmp_path: Path) -> None:
         assert again.checkpoint() == "note-9\n" and again.checkpoint(6) == "note-6\n"
         assert again.checkpoint(7) is None and again.checkpoint_at_or_above(7) == "note-9\n"
         # 3 entries per block: leaves 0-2 in block 1, 3-5 in block 2, 6-8 in block 3.
-        assert [again.committed_height_for_leaf(i) for i in (0, 2, 3, 8, 9)] == [1, 1, 2, 3, None]
+        positions = [again.committed_position(i) for i in (0, 2, 3, 8, 9)]
+        assert positions == [(1, 3), (1, 3), (2, 6), (3, 9), None]
     finally:
         again.close()
 
