@@ -90,11 +90,17 @@ def _plan(files: tuple[Path, ...], wait: bool, receipt_dir: Path | None) -> list
 
 
 @click.command("upload")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(path_type=Path)
+)
 @click.option("--kind", required=True, type=click.Choice(KINDS), help="What the documents are.")
-@click.option("--title", default=None, help="Title (kept in the index, never anchored).")
-@click.option("--project", default=None, help="Project or case reference.")
-@click.option("--supersedes", default=None, help="Id of the version this one replaces.")
+@click.option(
+    "--title", default=None, metavar="T", help="Title (kept in the index, never anchored)."
+)
+@click.option("--project", default=None, metavar="P", help="Project or case reference.")
+@click.option(
+    "--supersedes", default=None, metavar="ID", help="Id of the version this one replaces."
+)
 @click.option("--wait", is_flag=True, help="Wait until anchored and write each receipt.")
 @click.option(
     "--receipt-dir",

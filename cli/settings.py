@@ -198,19 +198,31 @@ def client_options(*, trust: bool = False) -> Callable[[F], F]:
 
         options = [
             click.option(
-                "--url", default=None, help=f"Service URL [env NOTARY_URL; {DEFAULT_URL}]"
+                "--url",
+                default=None,
+                metavar="URL",
+                help=f"Service URL [env NOTARY_URL; {DEFAULT_URL}]",
             ),
             click.option(
                 "--token",
                 default=None,
+                metavar="TOKEN",
                 help="Bearer token [env NOTARY_TOKEN; prefer the env or config file]",
             ),
-            click.option("--ca", default=None, help="CA bundle (PEM) for https [env NOTARY_CA]"),
+            click.option(
+                "--ca",
+                default=None,
+                metavar="FILE",
+                help="CA bundle (PEM) for https [env NOTARY_CA]",
+            ),
         ]
         if trust:
             options.append(
                 click.option(
-                    "--trust", default=None, help="Trust file of the validators [env NOTARY_TRUST]"
+                    "--trust",
+                    default=None,
+                    metavar="FILE",
+                    help="Trust file of the validators [env NOTARY_TRUST]",
                 )
             )
         decorated: Any = wrapper
