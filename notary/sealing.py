@@ -373,14 +373,22 @@ class RecordSealer:
         if self._finished:
             raise SealingError("bad_params", "update after finish")
         self._size += len(data)
-        self._buffer += data
         size = self._record_size
-        ready = (len(self._buffer) - 1) // size if self._buffer else 0
-        if ready <= 0:
+        if len(self._buffer) + len(data) <= size:  # not yet known whether it is the last
+            self._buffer += data
             return b""
-        with memoryview(self._buffer) as view:
-            out = [self._seal(view[i * size : (i + 1) * size], False) for i in range(ready)]
-        del self._buffer[: ready * size]
+        out: list[bytes] = []
+        with memoryview(data) as view:
+            if self._buffer:  # complete the held-back record: more follows, so not final
+                fill = size - len(self._buffer)
+                self._buffer += view[:fill]
+                out.append(self._seal(self._buffer, False))
+                self._buffer = bytearray()
+                view = view[fill:]
+            # Seal straight from the caller's bytes; hold back the last 1..size bytes.
+            ready = (len(view) - 1) // size if len(view) else 0
+            out.extend(self._seal(view[i * size : (i + 1) * size], False) for i in range(ready))
+            self._buffer += view[ready * size :]
         return out[0] if len(out) == 1 else b"".join(out)
 
     def finish(self) -> bytes:
@@ -529,22 +537,30 @@ async def unseal_range(
     first, last, sealed_start, sealed_end = record_span(params, start, end)
     run = offload or _inline
     size = params.record_size
-    buffer = bytearray()
+    pending = bytearray()  # the start of a record split across chunks
     index = first
     async for chunk in read(sealed_start, sealed_end):
-        buffer += chunk
+        view = memoryview(chunk)
         batch: list[Buffer] = []
-        taken = 0
+        if pending and index <= last:
+            fill = min(opener.record_length(index) - len(pending), len(view))
+            pending += view[:fill]
+            view = view[fill:]
+            if len(pending) < opener.record_length(index):
+                continue
+            batch.append(bytes(pending))
+            pending = bytearray()
+        pos = 0
         while index + len(batch) <= last:
             need = opener.record_length(index + len(batch))
-            if len(buffer) - taken < need:
+            if len(view) - pos < need:
                 break
-            batch.append(buffer[taken : taken + need])
-            taken += need
+            batch.append(view[pos : pos + need])  # no copy: chunks are immutable bytes
+            pos += need
+        pending += view[pos:]
         if not batch:
             continue
-        del buffer[:taken]
-        if taken >= threshold:
+        if sum(len(b) for b in batch) >= threshold:
             plain = await run(opener.open_many, index, batch)
         else:
             plain = opener.open_many(index, batch)
@@ -559,8 +575,10 @@ async def unseal_range(
             "perhaps truncated",
             record=index,
         )
-    if buffer:
-        raise SealingError("trailing_data", f"{len(buffer)} bytes after record {last}", record=last)
+    if pending:
+        raise SealingError(
+            "trailing_data", f"{len(pending)} bytes after record {last}", record=last
+        )
 
 
 def unseal_bytes(opener: RecordOpener, sealed: bytes) -> bytes:
