@@ -27,9 +27,12 @@ wrapped key) is the JSON ``encryption`` object of the storage manifest; it never
 plaintext key.
 
 AES-GCM in ``cryptography`` holds the GIL while it encrypts (measured: two threads seal
-no faster than one), so offloading buys no parallelism; it keeps the event loop
-responsive instead, because a worker sealing record by record lets the loop run between
-records. The async helpers offload only chunks of at least ``OFFLOAD_THRESHOLD`` bytes.
+no faster than one), so offloading buys no parallelism. What it buys is a bound on how
+long the event loop waits: a worker sealing record by record gives the GIL back within
+the interpreter's switch interval (5 ms), whereas sealing inline blocks the loop for the
+whole chunk (about 0.5 ms per MiB). The async helpers therefore seal inline below
+``OFFLOAD_THRESHOLD`` (4 MiB: the HTTP layer's 256 KiB reads never pay a thread hop)
+and in a worker above it (benchmarks/sealing_bench.py, ``loop_gap_ms_*``).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ DEFAULT_RECORD_SIZE = 64 * 1024
 MIN_RECORD_SIZE = 16
 MAX_RECORD_SIZE = 16 * 1024 * 1024
 MAX_RECORDS = 2**32  # the nonce's counter is 32 bits
-OFFLOAD_THRESHOLD = 512 * 1024
+OFFLOAD_THRESHOLD = 4 * 1024 * 1024
 AD_LABEL = b"notary-seal/v1\x00"
 KEY_ID_LABEL = b"notary-seal/v1 key id\x00"
 _MAX_SAFE_INT = 2**53 - 1
