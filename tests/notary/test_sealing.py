@@ -85,7 +85,11 @@ def reader(sealed: bytes, asked: list[tuple[int, int]], piece: int = 7) -> Calla
     return read
 
 
+OFFLOADED: list[str] = []
+
+
 async def to_thread(fn: Callable[..., Any], /, *args: Any) -> Any:
+    OFFLOADED.append(fn.__name__)
     return await asyncio.to_thread(fn, *args)
 
 
@@ -152,18 +156,27 @@ async def test_large_chunks_are_offloaded_and_identical() -> None:
         yield data
 
     a = b"".join([c async for c in seal_stream(one(plaintext), inline, threshold=1 << 40)])
-    b = b"".join([c async for c in seal_stream(one(plaintext), threaded, offload=to_thread)])
+    b = b"".join(
+        [c async for c in seal_stream(one(plaintext), threaded, offload=to_thread, threshold=0)]
+    )
     assert a == b == naive_seal(plaintext, 64 * 1024)
+    assert "update" in OFFLOADED
     opener = RecordOpener(DOC, RING, threaded.params)
     out = b"".join(
         [
             c
             async for c in unseal_range(
-                reader(b, [], piece=1 << 20), opener, 5, len(plaintext), offload=to_thread
+                reader(b, [], piece=1 << 20),
+                opener,
+                5,
+                len(plaintext),
+                offload=to_thread,
+                threshold=0,
             )
         ]
     )
     assert out == plaintext[5:]
+    assert "open_many" in OFFLOADED
 
 
 def test_nonce_and_associated_data_layout() -> None:
