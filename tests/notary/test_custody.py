@@ -259,6 +259,13 @@ def test_custody_entry_format() -> None:
         + b'","type":"custody","v":1}'
     )
     assert parse_custody_entry(entry.to_bytes()) == entry
+    # The worked example of docs/custody.md.
+    assert hashlib.sha256(event).hexdigest() == (
+        "a05a2efe5ed23ea6cfd3ed45f374e062b432dce2db157a08906b3c4e11f0d830"
+    )
+    assert entry.commitment.hex() == (
+        "16aef3f93b0b31cdd90ac89d6d3fe0cfa18a48e98363e9103989e2e84f68f0fd"
+    )
     with pytest.raises(EntryError):
         parse_document_entry(entry.to_bytes())
     with pytest.raises(EntryError):
