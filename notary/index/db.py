@@ -32,12 +32,23 @@ def alembic_config() -> Config:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; for SQLite, creates the parent folder and enables WAL."""
+    """An async engine for ``url``.
+
+    For SQLite: creates the parent folder, enables WAL with full fsync, and uses one
+    connection for everything. SQLite has a single writer anyway, and with several
+    connections a read transaction that later writes fails at once with "database is
+    locked" whenever another connection committed in between (no busy timeout helps);
+    one connection serializes transactions in the pool instead, without errors.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=True)
-    if parsed.get_backend_name() == "sqlite":
+    if sqlite:
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+    else:
+        engine = create_async_engine(url, pool_pre_ping=True)
+    if sqlite:
         from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "connect")
