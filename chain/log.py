@@ -336,15 +336,20 @@ class MerkleLog:
     # -- appending --------------------------------------------------------------
 
     def append(
-        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+        self,
+        entries: Sequence[bytes],
+        leaves: Sequence[bytes] | None = None,
+        expect: tuple[int, bytes] | None = None,
     ) -> tuple[int, bytes]:
         """Append ``entries``; return the new (size, root) once durable on disk.
 
         ``leaves``, when given, are the entries' leaf hashes (precondition:
         ``leaves[i] == merkle.leaf_hash(entries[i])``, e.g. a verified block's), so the
-        entries are not hashed again. O(k + log n) hashing, one sequential write and one
-        SQLite transaction for k entries. Single writer: concurrent calls are serialized.
-        Raises LogError when the disk write fails; the log then stays at its previous size.
+        entries are not hashed again. ``expect``, when given, is the (size, root) the
+        append must lead to: LogError before anything is written otherwise. O(k + log n)
+        hashing, one sequential write and one SQLite transaction for k entries. Single
+        writer: concurrent calls are serialized. Raises LogError when the disk write fails;
+        the log then stays at its previous size.
         """
         if self._closed:
             raise LogError(f"Merkle log in {self._dir} is closed")
@@ -365,6 +370,11 @@ class MerkleLog:
             new_size = old_size + len(leaves)
             frontier = CompactRange(new_size, frontier_hashes)
             root = frontier.root()
+            if expect is not None and expect != (new_size, root):
+                raise LogError(
+                    f"appending {len(entries)} entries to {old_size} gives size {new_size} "
+                    f"root {root.hex()}, expected size {expect[0]} root {expect[1].hex()}"
+                )
             offset = node_count(old_size) * HASH_SIZE
             data = _postorder(old_size, levels)
             try:

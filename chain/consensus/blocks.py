@@ -215,6 +215,14 @@ class Block:
         """The RFC 9162 leaf hashes of the entries, in order."""
         return tuple(leaf_hash(e) for e in self.entries)
 
+    def known_leaf_hashes(self, leaves: tuple[bytes, ...]) -> Block:
+        """Return this block with :attr:`leaf_hashes` already set to ``leaves``, which
+        its builder knows (precondition: ``leaves[i] == leaf_hash(entries[i])``)."""
+        if len(leaves) != len(self.entries):
+            raise ValueError(f"{len(leaves)} leaf hashes for {len(self.entries)} entries")
+        self.__dict__["leaf_hashes"] = leaves  # what cached_property would store
+        return self
+
     @property
     def payload_bytes(self) -> int:
         """Total bytes of the entries."""

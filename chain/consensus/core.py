@@ -52,7 +52,7 @@ from chain.consensus.sync import BlockTree
 from chain.consensus.transport import Clock, Timer, Transport
 from chain.errors import ChainError
 from chain.keys import Signer
-from chain.merkle import CompactRange, leaf_hash
+from chain.merkle import CompactRange
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class Core:
         self._requested: dict[bytes, tuple[int, int]] = {}  # hash -> (time, peer turn)
         self._view_timer: Timer | None = None
         self._propose_waiting = 0
+        # The last proposal this replica built, with the log frontier after its block:
+        # when it comes back through local delivery it needs no re-verification.
+        self._own: tuple[Proposal, CompactRange] | None = None
         self.checkpointer = Checkpointer(committee, signer, block_store)
         self._started = False
 
@@ -224,7 +227,8 @@ class Core:
         block = p.block
         if block.hash in self.tree:
             return
-        p.verify(self.committee, self.config.limits)
+        if self._own is None or self._own[0] is not p:
+            p.verify(self.committee, self.config.limits)
         self._process_qc(block.qc, sender)
         if block.tc is not None:
             self._process_tc(block.tc)
@@ -248,7 +252,12 @@ class Core:
                 )
                 self._request(block.parent_hash, sender)
                 continue
-            frontier = block.verify_extends(parent, self.tree.frontier(parent))
+            own = self._own
+            if own is not None and own[0].block is block:
+                frontier = own[1]  # built by _propose from this very parent
+                self._own = None
+            else:
+                frontier = block.verify_extends(parent, self.tree.frontier(parent))
             self._insert(block, frontier)
             if proposal:
                 try:
@@ -311,8 +320,8 @@ class Core:
                 return  # entered by a QC we no longer hold as highest: wait for the timeout
             tc = self.last_tc
         exclude = self.tree.pending_leaves(parent.hash)
-        entries = self.mempool.batch(exclude) if self.mempool is not None else ()
-        frontier = self.tree.frontier(parent).append([leaf_hash(e) for e in entries])
+        entries, leaves = self.mempool.take(exclude) if self.mempool is not None else ((), ())
+        frontier = self.tree.frontier(parent).append(leaves)
         block = Block(
             height=parent.height + 1,
             view=view,
@@ -325,10 +334,12 @@ class Core:
             qc=qc,
             tc=tc,
             entries=entries,
-        )
+        ).known_leaf_hashes(leaves)
         self.safety.prepare_proposal(block)  # durable before the proposal exists
         signature = self.signer.sign(proposal_message(self.committee.chain_id, view, block.hash))
-        self._broadcast(Proposal(block, signature))
+        proposal = Proposal(block, signature)
+        self._own = (proposal, frontier)
+        self._broadcast(proposal)
 
     # -- votes, timeouts, certificates --------------------------------------------------
 

@@ -40,10 +40,18 @@ class Ledger(Protocol):
         ...
 
     def append(
-        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+        self,
+        entries: Sequence[bytes],
+        leaves: Sequence[bytes] | None = None,
+        expect: tuple[int, bytes] | None = None,
     ) -> tuple[int, bytes]:
-        """Append durably; return (new size, new root). ``leaves``, if given, are the
-        entries' leaf hashes (precondition: correct), so they are not hashed again."""
+        """Append durably; return (new size, new root).
+
+        ``leaves``, if given, are the entries' leaf hashes (precondition: correct), so
+        they are not hashed again. ``expect`` is the (size, root) the caller already
+        verified the append leads to: an implementation that writes later may return it
+        at once, provided it checks it before the write counts as done (and fails then).
+        """
         ...
 
     def entry(self, index: int) -> bytes:
@@ -87,9 +95,13 @@ class MemoryLedger:
         return self._frontier.root()
 
     def append(
-        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+        self,
+        entries: Sequence[bytes],
+        leaves: Sequence[bytes] | None = None,
+        expect: tuple[int, bytes] | None = None,
     ) -> tuple[int, bytes]:
-        """Append ``entries`` (with their leaf hashes, if known); return (size, root)."""
+        """Append ``entries`` (with their leaf hashes, if known); return (size, root).
+        ``expect`` is ignored: the result is always computed."""
         if leaves is None:
             leaves = [leaf_hash(e) for e in entries]
         for leaf in leaves:
@@ -164,7 +176,11 @@ def apply_block(store: BlockStore, ledger: Ledger, block: Block) -> None:
     """
     store.set_committed(block)
     if block.entries:
-        size, root = ledger.append(block.entries, block.leaf_hashes)
+        # The block was checked against its parent's frontier (Block.verify_extends), so
+        # its (size, root) is what the append must give; a deferring ledger checks it
+        # when it writes.
+        expect = (block.tree_size, block.root)
+        size, root = ledger.append(block.entries, block.leaf_hashes, expect)
     else:
         size, root = ledger.size, ledger.root()
     ensure(

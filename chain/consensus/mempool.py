@@ -79,7 +79,12 @@ class Mempool:
     def batch(self, exclude: Collection[bytes] = ()) -> tuple[bytes, ...]:
         """Oldest entries up to the batch bounds, skipping leaf hashes in ``exclude``
         (entries already in uncommitted ancestor blocks)."""
+        return self.take(exclude)[0]
+
+    def take(self, exclude: Collection[bytes] = ()) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """Like :meth:`batch`, with the entries' leaf hashes: ``(entries, leaves)``."""
         out: list[bytes] = []
+        leaves: list[bytes] = []
         size = 0
         for leaf, entry in self._entries.items():
             if len(out) >= self.config.batch_entries:
@@ -89,8 +94,9 @@ class Mempool:
             if size + len(entry) > self.config.batch_bytes:
                 break
             out.append(entry)
+            leaves.append(leaf)
             size += len(entry)
-        return tuple(out)
+        return tuple(out), tuple(leaves)
 
     def ready(self, exclude: Collection[bytes] = ()) -> bool:
         """Whether a full batch is waiting (so the leader need not wait for the delay)."""

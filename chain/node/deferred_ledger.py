@@ -6,20 +6,22 @@ When a replica commits a block it marks the block committed in its consensus sto
 The append is the most expensive step of a block (an SQLite transaction inserting every
 entry, and two fsyncs), and it would run inside the handler of the proposal that carried
 the commit, before the replica votes. This wrapper answers ``append`` at once with the
-size and root the log will have (from an in-memory frontier over the block's leaf
-hashes) and writes to the :class:`~chain.log.MerkleLog` later: consecutive pending blocks
-become one append. Without an executor the write runs in a callback scheduled right
-after the handler (the vote leaves first); with one (a single worker thread in a node)
-it runs there, so the event loop keeps handling messages while the write waits for its
-fsyncs, and one write is in flight at a time.
+size and root the log will have (the block's own, which the core verified against its
+parent, or else from an in-memory frontier) and writes to the
+:class:`~chain.log.MerkleLog` later; the write checks that root before anything reaches
+the disk, and consecutive pending blocks become one write. Without an executor the
+write runs in a callback scheduled right after the handler (the vote leaves first);
+with one (a single worker thread in a node) it runs there, so the event loop keeps
+handling messages while the write hashes and waits for its fsyncs; one write is in
+flight at a time.
 
 Safety is unchanged: the store marks a block committed before its entries reach the log
 in any case, and :func:`chain.consensus.ledger.recover` replays committed blocks a log
 lacks after a crash ("behind, never ahead"). Reads see the log as committed without
-waiting for the write: sizes and roots come from the frontier, and lookups and entries
-from the log plus the entries not yet written; only a proof over a tree larger than the
-written log waits for the write. A failed write is reported to ``on_error`` (the node
-halts: its log can no longer follow the chain).
+waiting for the write: size and root are known, and lookups and entries come from the
+log plus the entries not yet written; only a proof over a tree larger than the written
+log waits for the write. A failed write is reported to ``on_error`` (the node halts:
+its log can no longer follow the chain).
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ class DeferredLedger:
         self._schedule = schedule
         self._on_error = on_error
         self._executor = executor
-        self._frontier = log.compact_range()
+        # (size, root) after everything accepted, and its frontier when computed (an
+        # append with ``expect`` leaves it to be computed on demand: nobody but a
+        # restarting core asks for it, and the write checks the root anyway).
+        self._tip: tuple[int, bytes] = (log.size, log.root())
+        self._frontier: CompactRange | None = log.compact_range()
         # Entries accepted but not yet durable in the log, oldest first, starting at leaf
         # index self._unwritten_from: the write in flight (if any), then the pending ones.
         self._unwritten_from = log.size
@@ -71,34 +77,58 @@ class DeferredLedger:
     @property
     def size(self) -> int:
         """Entries committed (written or pending)."""
-        return self._frontier.size
+        return self._tip[0]
 
     def root(self) -> bytes:
         """Root over all committed entries."""
-        return self._frontier.root()
+        return self._tip[1]
 
     def compact_range(self) -> CompactRange:
-        """Frontier over all committed entries."""
+        """Frontier over all committed entries (computed from the log and the entries not
+        yet written when an append left it unknown)."""
+        if self._frontier is None:
+            self._check()
+            base = self.log.compact_range(self._unwritten_from)
+            frontier = base.append(self._unwritten_leaves())
+            if (frontier.size, frontier.root()) != self._tip:
+                self.failed = LogError(
+                    f"entries accepted up to size {frontier.size} do not hash to the expected root"
+                )
+                raise self.failed
+            self._frontier = frontier
         return self._frontier
 
     def append(
-        self, entries: Sequence[bytes], leaves: Sequence[bytes] | None = None
+        self,
+        entries: Sequence[bytes],
+        leaves: Sequence[bytes] | None = None,
+        expect: tuple[int, bytes] | None = None,
     ) -> tuple[int, bytes]:
         """Accept ``entries`` (durably written by a later write); return (size, root).
 
-        ``leaves``: the entries' leaf hashes if known (precondition: correct); they are
-        kept for the write, so each entry is hashed at most once here.
+        ``leaves``: the entries' leaf hashes if known (precondition: correct); kept for
+        the write, so each entry is hashed at most once here. ``expect``: the (size,
+        root) the caller verified; returned at once (no hashing on the caller's thread)
+        and checked by the write, which fails (``on_error``) if it does not hold.
         """
         self._check()
         if leaves is None:
             leaves = [leaf_hash(e) for e in entries]
         elif len(leaves) != len(entries):
             raise LogError(f"{len(leaves)} leaf hashes given for {len(entries)} entries")
-        self._frontier = self._frontier.append(leaves)
+        if expect is not None:
+            if expect[0] != self._tip[0] + len(entries):
+                raise LogError(
+                    f"{len(entries)} entries after {self._tip[0]} cannot make size {expect[0]}"
+                )
+            self._tip, self._frontier = expect, None
+        else:
+            frontier = self.compact_range().append(leaves)
+            self._tip, self._frontier = (frontier.size, frontier.root()), frontier
         self._pending.extend(entries)
         self._pending_leaves.extend(leaves)
         self._kick_soon()
-        return self._frontier.size, self._frontier.root()
+        return self._tip
 
     def _check(self) -> None:
         if self.failed is not None:
@@ -121,7 +151,9 @@ class DeferredLedger:
                 self._report(e)
             return
         self._take_pending()
-        future = self._executor.submit(self.log.append, self._flight, self._flight_leaves)
+        future = self._executor.submit(
+            self.log.append, self._flight, self._flight_leaves, self._flight_expect
+        )
         self._flight_future = future
         future.add_done_callback(lambda f: self._schedule(lambda: self._finished(f)))
 
@@ -129,7 +161,7 @@ class DeferredLedger:
         """Make every pending entry the next write; the log must then match the frontier."""
         self._flight, self._pending = self._pending, []
         self._flight_leaves, self._pending_leaves = self._pending_leaves, []
-        self._flight_expect = (self._frontier.size, self._frontier.root())
+        self._flight_expect = self._tip
 
     def _finished(self, future: Future[tuple[int, bytes]]) -> None:
         """The write in flight ended (on the loop)."""
@@ -181,7 +213,7 @@ class DeferredLedger:
             return
         self._take_pending()
         try:
-            written = self.log.append(self._flight, self._flight_leaves)
+            written = self.log.append(self._flight, self._flight_leaves, self._flight_expect)
         except LogError as e:
             self.failed = e
             raise

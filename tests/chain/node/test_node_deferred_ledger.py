@@ -4,6 +4,7 @@ repaired by replaying committed blocks (the log is behind, never ahead)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import threading
@@ -170,4 +171,21 @@ async def test_a_failed_background_write_halts_the_ledger(tmp_path: Path) -> Non
     assert len(errors) == 1 and ledger.failed is not None
     with pytest.raises(LogError):
         apply_block(MemoryStore(), ledger, blocks[0])
+    ledger.close()
+
+
+async def test_a_root_the_entries_do_not_give_fails_the_write(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[BaseException] = []
+    log = MerkleLog.open(tmp_path / "log")
+    good = _blocks(1, 4, random.Random(6))[0]
+    bad = dataclasses.replace(good, root=bytes(32))  # a chain/log disagreement
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        ledger = DeferredLedger(
+            log, loop.call_soon_threadsafe, on_error=errors.append, executor=writer
+        )
+        assert ledger.append(bad.entries, bad.leaf_hashes, (4, bad.root)) == (4, bad.root)
+        await wait_for(_async(lambda: bool(errors)), 10)
+    assert log.size == 0, "nothing reaches the disk"
+    assert "expected size 4" in str(errors[0]) and ledger.failed is not None
     ledger.close()
