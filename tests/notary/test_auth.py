@@ -60,6 +60,17 @@ async def test_every_private_route_needs_a_live_token(svc: Service) -> None:
         if header.startswith("Bearer"):
             assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
 
+    # The OpenAPI document says the same: exactly the public routes need no token.
+    status, spec = await svc.anonymous.json("GET", "/openapi.json")
+    assert status == 200 and spec["security"] == [{"bearer": []}]
+    open_paths = {
+        path
+        for path, ops in spec["paths"].items()
+        for op in ops.values()
+        if op.get("security") == []
+    }
+    assert open_paths == PUBLIC_PATHS
+
     # Public routes answer without a token (whatever their own answer is).
     for path in ("/healthz", "/openapi.json", "/v1/checkpoints/latest", "/readyz"):
         status, _, _ = await svc.anonymous.request("GET", path)
