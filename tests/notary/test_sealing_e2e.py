@@ -122,6 +122,9 @@ async def test_dd_draft_is_sealed_on_every_node_and_read_back_exactly(
         assert enc["plaintext_size"] == len(doc) and enc["record_size"] == RECORD
         assert manifest["size"] == len(doc) + 16 * -(-len(doc) // RECORD)
         assert manifest["sha256"] != hashlib.sha256(doc).hexdigest()
+        # The copies on the nodes carry the parameters too (the index can be rebuilt).
+        on_nodes = await notary.store.load_manifest(sealed_id)
+        assert dict(on_nodes.encryption or {}) == enc
 
         status, content, resp = await api.get(f"/v1/documents/{sealed_id}/content")
         assert status == 200 and content == doc
