@@ -642,21 +642,32 @@ class NotaryService:
         """
         if not ORG.fullmatch(org):
             raise errors.InvalidRequestError("org must be 1-128 letters, digits and ._-")
-        async with self.sessions.begin() as s:
-            row, granted = await self._visible(s, who, doc_id)
-            if not granted.owner:
-                raise errors.ForbiddenError("only the owning organisation may share a document")
-            if org == row.org:
-                raise errors.InvalidRequestError(f"{org} owns document {doc_id} already")
-            existing = await s.scalar(
-                select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
-            )
-            if existing is not None:
-                return _share_view(existing), False
-            share = Share(
-                chain_root=row.chain_root, org=org, created_by=who.name, created_at=self._clock()
-            )
-            s.add(share)
+        try:
+            async with self.sessions.begin() as s:
+                row, granted = await self._visible(s, who, doc_id)
+                if not granted.owner:
+                    raise errors.ForbiddenError("only the owning organisation may share a document")
+                if org == row.org:
+                    raise errors.InvalidRequestError(f"{org} owns document {doc_id} already")
+                existing = await s.scalar(
+                    select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
+                )
+                if existing is not None:
+                    return _share_view(existing), False
+                share = Share(
+                    chain_root=row.chain_root,
+                    org=org,
+                    created_by=who.name,
+                    created_at=self._clock(),
+                )
+                s.add(share)
+        except IntegrityError:  # the same share, made concurrently: report that one
+            async with self.sessions() as s:
+                existing = await s.scalar(
+                    select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
+                )
+            assert existing is not None
+            return _share_view(existing), False
         return _share_view(share), True
 
     async def shares(self, who: Principal, doc_id: str) -> list[ShareView]:

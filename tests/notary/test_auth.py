@@ -165,8 +165,16 @@ async def test_sharing_a_version_chain_with_a_reviewer(svc: Service) -> None:
     assert status == 403 and problem["code"] == "forbidden"
     status, _ = await svc.bob.json("GET", f"/v1/documents/{v2}")
     assert status == 404
+    # The same share made concurrently is made once.
+    answers = await asyncio.gather(
+        *(
+            svc.alice.json("POST", f"/v1/documents/{v2}/shares", json={"org": "regulator"})
+            for _ in range(5)
+        )
+    )
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 200, 201]
     status, listed = await svc.alice.json("GET", f"/v1/documents/{v2}/shares")
-    assert status == 200 and [s["org"] for s in listed["shares"]] == ["exchange"]
+    assert status == 200 and [s["org"] for s in listed["shares"]] == ["exchange", "regulator"]
 
 
 async def test_a_court_reads_only_under_a_recorded_case_order(svc: Service) -> None:
