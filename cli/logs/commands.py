@@ -249,7 +249,8 @@ def _segments(client: Client, stream: str, params: dict[str, str | None]) -> lis
     from urllib.parse import quote
 
     items: list[dict[str, Any]] = []
-    query = dict(params)
+    # Receipts are about 1.5 KB each: pages of 200 stay well under the client's limit.
+    query = {"limit": "200", **params}
     while True:
         page = client.get_json(f"/v1/streams/{quote(stream, safe='')}/segments", params=query)
         batch = page.get("segments") or []
