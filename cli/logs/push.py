@@ -65,6 +65,7 @@ class PushOptions:
     wait: bool
     wait_timeout: float
     drain_timeout: float = 10.0
+    offline_grace: float = 30.0
 
 
 @dataclass
@@ -323,7 +324,7 @@ class StreamPusher:
             sender.join()
             raise
         sender.reader_done.set()
-        self._drain(sender)
+        self._drain(sender, spool)
         self.result.segments = sender.sent_segments
         self.result.bytes = sender.sent_bytes
         self.result.head_seq = state.next_seq - 1
@@ -334,8 +335,8 @@ class StreamPusher:
             self.result.anchored_seq = self._wait_anchored(state.next_seq - 1)
         return self.result
 
-    def _drain(self, sender: Sender) -> None:
-        if self.options.follow:
+    def _drain(self, sender: Sender, spool: Spool) -> None:
+        if self.options.follow or self.stop.is_set():
             # Stopped: send what is spooled for a while; the rest is sent next time.
             sender.join(self.options.drain_timeout)
             if sender.is_alive():
@@ -346,7 +347,24 @@ class StreamPusher:
                 )
             sender.join()
             return
-        sender.join()
+        # The whole file is read: wait for the sender, unless the service stays
+        # unreachable for offline_grace seconds (the spool keeps the segments).
+        offline_since: float | None = None
+        while sender.is_alive():
+            sender.join(POLL)
+            if sender.offline is None:
+                offline_since = None
+                continue
+            offline_since = offline_since or self._clock()
+            if self._clock() - offline_since > self.options.offline_grace:
+                sender.abandon.set()
+                sender.join()
+                raise PushError(
+                    3,
+                    f"stream {self.stream}: the service is unreachable ({sender.offline}); "
+                    f"{spool.size} bytes of segments wait in {spool.folder} and are sent "
+                    "by the next push",
+                )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -360,6 +378,9 @@ class StreamPusher:
         seg = Segmenter(self.options.segment_bytes, self.options.segment_seconds, clock=self._clock)
         batch: list[tuple[Record, bytes]] = []
         batch_bytes = 0
+        # A batch is at most a quarter of the spool, so a full spool still holds
+        # several and the sender always has one to work on.
+        batch_limit = max(1, min(BATCH_BYTES, spool.limit // 4))
         buf_start = source.pos  # file position of the segmenter's first buffered byte
         disk_state = state
 
@@ -382,6 +403,8 @@ class StreamPusher:
                 batch_bytes += len(data)
                 state = state.advanced(record.seq, record.end, sha, cursor)
                 buf_start = end_pos
+                if batch_bytes >= batch_limit or len(batch) >= BATCH_SEGMENTS:
+                    spool_batch()
 
         def spool_batch() -> None:
             nonlocal batch, batch_bytes, disk_state
@@ -407,8 +430,6 @@ class StreamPusher:
                 assert isinstance(data, bytes)
                 if data:
                     cut(seg.feed(data))
-                    if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_SEGMENTS:
-                        spool_batch()
                     continue
                 if not self.options.follow:
                     cut(seg.flush())
