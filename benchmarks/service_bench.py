@@ -122,15 +122,17 @@ async def large_docs(url: str, count: int, size: int, parallel: int) -> float:
     timeout = aiohttp.ClientTimeout(total=1800)
 
     async def one(http: aiohttp.ClientSession, i: int) -> None:
-        async with sem:
-            async with http.post(
+        async with (
+            sem,
+            http.post(
                 f"{url}/v1/documents",
                 params={"kind": "filing", "wait": "true", "timeout": "600"},
                 data=body(i),
                 headers={"Content-Type": "application/octet-stream"},
-            ) as r:
-                if r.status != 201:
-                    raise SystemExit(f"large upload {i}: {r.status} {await r.text()}")
+            ) as r,
+        ):
+            if r.status != 201:
+                raise SystemExit(f"large upload {i}: {r.status} {await r.text()}")
 
     async with aiohttp.ClientSession(timeout=timeout) as http:
         t0 = time.perf_counter()
@@ -170,9 +172,11 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         print(f"p50_receipt_ms={statistics.median(latencies):.0f}", flush=True)
         print(f"p99_receipt_ms={percentile(latencies, 0.99):.0f}", flush=True)
         doc_id = samples[0]["document"]["id"]
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{url}/v1/documents/{doc_id}/receipt") as r:
-                served = await r.read()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{url}/v1/documents/{doc_id}/receipt") as r,
+        ):
+            served = await r.read()
         trust = TrustFile.load(data_dir / "chain" / "trust.json")
         print(f"verify_per_s={verify_rate(samples, trust):.0f}", flush=True)
         print(f"receipt_bytes={len(served)}", flush=True)
