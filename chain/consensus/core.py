@@ -76,6 +76,10 @@ class CoreConfig:
     # QC and a crashed next leader costs one view timeout instead of two; n^2 small
     # messages per block, immaterial for n <= 100 next to the block itself.
     broadcast_votes: bool = True
+    # An idle chain (nothing to propose, nothing waiting to commit) proposes one empty
+    # block per heartbeat instead of one per view, and its view timers wait for work
+    # (plus one heartbeat); see "Quiescence" in docs/consensus.md. 0: no heartbeat.
+    heartbeat_ms: int = 10_000
 
 
 class Core:
@@ -117,6 +121,8 @@ class Core:
         self.store = block_store
         self.ledger = ledger
         self.mempool = mempool
+        if mempool is not None:
+            mempool.on_added = self.on_new_entries
         self.safety = SafetyRules(safety_store or MemoryStore(), rules)
         self.rules = self.safety.rules
         self.pacemaker = Pacemaker(self.config.pacemaker)
@@ -131,6 +137,12 @@ class Core:
         self._certified: dict[bytes, QuorumCert] = {}
         self._requested: dict[bytes, tuple[int, int]] = {}  # hash -> (time, peer turn)
         self._view_timer: Timer | None = None
+        # The current view's timer waits for work (a quiet chain): it is armed for one
+        # heartbeat plus the view timeout, and re-armed for the view timeout when work
+        # appears (_wake).
+        self._parked = False
+        # A leader with nothing to propose in this view waits for work or the heartbeat.
+        self._idle_leader_view = 0
         self._propose_waiting = 0
         # The last proposal this replica built, with the log frontier after its block:
         # when it comes back through local delivery it needs no re-verification.
@@ -271,6 +283,8 @@ class Core:
         self.tree.insert(block, frontier)
         self.store.put_block(block)
         self._requested.pop(block.hash, None)
+        if block.entries:
+            self._wake()
         qc = self._certified.get(block.hash)
         if qc is not None:
             self._on_certified(block)
@@ -303,6 +317,41 @@ class Core:
         delay = 0 if ready else self.config.batch_delay_ms
         self.clock.call_later(delay, self._guarded(lambda: self._propose(view)))
 
+    def _expects_progress(self) -> bool:
+        """Whether a view should end soon: entries wait in the mempool, or blocks with
+        entries wait above the committed head for the descendants that commit them."""
+        if self.mempool is not None and len(self.mempool):
+            return True
+        return self.tree.has_pending_entries()
+
+    def _wake(self, *, force: bool = False) -> None:
+        """Work appeared (or a peer timed out, ``force``): a parked view timer starts
+        its timeout now, and an idle leader of the current view proposes."""
+        if self._parked and (force or self._expects_progress()):
+            self._parked = False
+            self._arm_view_timer(self.pacemaker.duration_ms())
+        if self._idle_leader_view == self.view:
+            self._idle_leader_view = 0
+            self._schedule_proposal()
+
+    def on_new_entries(self) -> None:
+        """The mempool admitted entries (wired as the mempool's listener)."""
+        self._wake()
+
+    def _idle(self, parent: Block, exclude: set[bytes]) -> bool:
+        """Whether the leader has nothing to propose on ``parent``: no new entries, no
+        uncommitted entries below, no QC that commits entries others may not know of,
+        and the heartbeat is not due."""
+        if exclude or self.config.heartbeat_ms <= 0:
+            return False
+        if self.mempool is not None and len(self.mempool) > 0:
+            return False
+        # parent's QC (which this proposal carries) may be the one that commits the
+        # head's entries; with votes sent to the leader only, others learn it from here.
+        if self.head.entries and self.head.hash in (parent.hash, parent.parent_hash):
+            return False
+        return self.clock.now_ms() < parent.timestamp_ms + self.config.heartbeat_ms
+
     def _propose(self, view: int) -> None:
         if self.signer is None or self.index is None:
             return
@@ -320,6 +369,12 @@ class Core:
                 return  # entered by a QC we no longer hold as highest: wait for the timeout
             tc = self.last_tc
         exclude = self.tree.pending_leaves(parent.hash)
+        if self._idle(parent, exclude):
+            # Nothing to do: wait for entries (_wake) or for the heartbeat to be due.
+            self._idle_leader_view = view
+            due = parent.timestamp_ms + self.config.heartbeat_ms - self.clock.now_ms()
+            self.clock.call_later(max(1, due), self._guarded(lambda: self._propose(view)))
+            return
         entries, leaves = self.mempool.take(exclude) if self.mempool is not None else ((), ())
         frontier = self.tree.frontier(parent).append(leaves)
         block = Block(
@@ -385,6 +440,8 @@ class Core:
         )
         bucket = self._timeouts.setdefault(t.view, {})
         bucket[t.voter] = t
+        if t.view == self.view:
+            self._wake(force=True)  # someone expects this view to end: time it
         if (
             len(bucket) > self.committee.f
             and t.view == self.view
@@ -438,21 +495,30 @@ class Core:
             del self._voted[voted]
         for old in [w for w in self._timeouts if w < view]:
             del self._timeouts[old]
-        if self._view_timer is not None:
-            self._view_timer.cancel()
-        self._view_timer = self.clock.call_later(
-            self.pacemaker.duration_ms(), self._guarded(lambda: self._on_view_timer(view))
-        )
+        self._idle_leader_view = 0
+        duration = self.pacemaker.duration_ms()
+        # A quiet chain gives its leader a heartbeat to propose before timing out.
+        self._parked = self.config.heartbeat_ms > 0 and not self._expects_progress()
+        if self._parked:
+            duration += self.config.heartbeat_ms
+        self._arm_view_timer(duration)
         if self.index is not None and self.committee.leader(view) == self.index:
             self._schedule_proposal()
+
+    def _arm_view_timer(self, delay_ms: int) -> None:
+        if self._view_timer is not None:
+            self._view_timer.cancel()
+        view = self.view
+        self._view_timer = self.clock.call_later(
+            delay_ms, self._guarded(lambda: self._on_view_timer(view))
+        )
 
     def _on_view_timer(self, view: int) -> None:
         if view != self.view:
             return
+        self._parked = False
         self.pacemaker.timed_out()
-        self._view_timer = self.clock.call_later(
-            self.pacemaker.duration_ms(), self._guarded(lambda: self._on_view_timer(view))
-        )
+        self._arm_view_timer(self.pacemaker.duration_ms())
         self._retry_sync()
         if self.is_validator:
             self._local_timeout(view)

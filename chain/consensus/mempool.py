@@ -7,7 +7,7 @@ memory). Entries stay until committed, so a proposal that fails is simply re-pro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from chain.consensus.errors import InvalidMessageError
@@ -35,6 +35,8 @@ class Mempool:
         self.config = config
         self._entries: dict[bytes, bytes] = {}
         self._bytes = 0
+        # Called after entries were admitted (the core wakes an idle chain with it).
+        self.on_added: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -74,6 +76,8 @@ class Mempool:
             )
         self._entries.update(fresh)
         self._bytes += added
+        if fresh and self.on_added is not None:
+            self.on_added()
         return leaves
 
     def batch(self, exclude: Collection[bytes] = ()) -> tuple[bytes, ...]:

@@ -66,6 +66,11 @@ class BlockTree:
         self._waiting_count -= len(children)
         return children
 
+    def has_pending_entries(self) -> bool:
+        """Whether any block above the committed head (on any branch) holds entries."""
+        height = self._head.height
+        return any(b.entries for b in self._blocks.values() if b.height > height)
+
     def pending_leaves(self, tip_hash: bytes) -> set[bytes]:
         """Leaf hashes of the uncommitted blocks from ``tip_hash`` down to the head."""
         leaves: set[bytes] = set()

@@ -34,7 +34,7 @@
     batch_delay_ms = 50            # how long a leader waits to fill a block
     view_timeout_ms = 1000         # base view timeout (grows while views fail)
     max_clock_skew_ms = 5000
-    forward_to_leaders = 1         # also hand submitted entries to the next k leaders
+    heartbeat_ms = 10000           # an idle chain proposes one empty block per heartbeat
 
 Relative paths are relative to the directory of the config file. Every invalid setting
 raises :class:`ConfigError` naming the file and the setting.
@@ -85,6 +85,9 @@ class ConsensusTuning:
     batch_delay_ms: int = 50
     view_timeout_ms: int = 1_000
     max_clock_skew_ms: int = 5_000
+    heartbeat_ms: int = 10_000
+    # Obsolete (accepted so older config files still load; ignored): submitted entries
+    # now go to every validator before the submission is acknowledged.
     forward_to_leaders: int = 1
 
 
@@ -243,6 +246,9 @@ def parse_config(data: dict[str, Any], where: str, base: Path) -> NodeConfig:
             0,
             3_600_000,
         ),
+        heartbeat_ms=r.integer(
+            cons, "heartbeat_ms", "consensus.heartbeat_ms", c.heartbeat_ms, 100, 3_600_000
+        ),
         forward_to_leaders=r.integer(
             cons,
             "forward_to_leaders",
@@ -300,5 +306,6 @@ def render_config(config: NodeConfig) -> str:
     if config.peers:
         lines += ["", "[peers]"] + [f"{q(k)} = {q(v)}" for k, v in config.peers.items()]
     lines += ["", "[limits]"] + [f"{k} = {int(v)}" for k, v in vars(config.limits).items()]
-    lines += ["", "[consensus]"] + [f"{k} = {v}" for k, v in vars(config.consensus).items()]
+    tuning = {k: v for k, v in vars(config.consensus).items() if k != "forward_to_leaders"}
+    lines += ["", "[consensus]"] + [f"{k} = {v}" for k, v in tuning.items()]
     return "\n".join(lines) + "\n"

@@ -156,6 +156,7 @@ class Node:
                 limits=limits,
                 pacemaker=PacemakerConfig(base_ms=c.view_timeout_ms),
                 batch_delay_ms=c.batch_delay_ms,
+                heartbeat_ms=c.heartbeat_ms,
             ),
         )
         self.service = LedgerService(

@@ -2,10 +2,11 @@
 
 A run has two phases. *Chaos*: the network drops, duplicates, delays and reorders
 messages, partitions come and go, honest replicas crash (sometimes between persisting
-a decision and sending it) and restart from their disk, clients submit entries, and up
-to f validators are Byzantine. *Heal*: partitions end, drops stop, every honest replica
-is restarted; the run continues until every honest replica has committed new blocks or
-the liveness deadline passes.
+a decision and sending it) and restart from their disk, clients submit entries (at a
+rate drawn per scenario, from a steady stream to long quiet gaps in which the chain
+goes idle), and up to f validators are Byzantine. *Heal*: partitions end, drops stop,
+every honest replica is restarted, clients keep submitting; the run continues until
+every honest replica has committed new blocks or the liveness deadline passes.
 
 Checks: agreement (no two honest replicas ever commit different blocks at one height,
 and no replica detects a fork); every stored committed checkpoint verifies against the
@@ -38,6 +39,7 @@ from chain.sim.scheduler import Scheduler
 from chain.trust import TrustFile, Validator, make_genesis
 
 CHAIN_ID = "sim.notary.example"
+HEARTBEAT_MS = 1_500
 _VERIFIED: dict[tuple[bytes, bytes, bytes], bool] = {}
 
 
@@ -81,6 +83,9 @@ class Scenario:
     chaos_ms: int
     live_ms: int = 40_000
     broadcast_votes: bool = True
+    # Logical ms between client submissions in the chaos phase (0: none but the random
+    # events'); long gaps let the chain go idle, so waking up is exercised too.
+    load_ms: int = 0
 
 
 def draw_scenario(
@@ -101,7 +106,8 @@ def draw_scenario(
     votes = rng.random() < 0.5
     if broadcast_votes is not None:
         votes = broadcast_votes
-    return Scenario(seed, size, chosen, observer, chaos_ms, broadcast_votes=votes)
+    load = rng.choice((0, 100, 300, 1_000, 3_000))
+    return Scenario(seed, size, chosen, observer, chaos_ms, broadcast_votes=votes, load_ms=load)
 
 
 @dataclass
@@ -155,6 +161,7 @@ class Simulation:
             batch_delay_ms=20,
             sync_retry_ms=300,
             broadcast_votes=scenario.broadcast_votes,
+            heartbeat_ms=HEARTBEAT_MS,
         )
         self.outcome = Outcome(scenario)
         self.commits: dict[int, bytes] = {}
@@ -241,7 +248,8 @@ class Simulation:
                 node.start()
         base = max((self._height(n) for n in self.honest), default=0)
         target = base + 2
-        s.call_later(50, lambda: self._submit(self.honest))
+        # Clients keep submitting (an idle chain needs no new blocks to be live).
+        self._load(s.now + 50, s.now + self.scenario.live_ms, 300)
         s.run_until(s.now + self.scenario.live_ms, stop=lambda: self._live(target))
         self.outcome.live = self._live(target)
         if not self.outcome.live:
@@ -265,8 +273,16 @@ class Simulation:
         with contextlib.suppress(ChainError):  # a full mempool is back-pressure, not a fault
             node.core.mempool.add(entries)
 
+    def _load(self, start: int, end: int, every_ms: int) -> None:
+        """Submit entries to a random honest replica every ``every_ms`` in [start, end)."""
+        s = self.scheduler
+        for t in range(start, end, every_ms):
+            s.call_later(t - s.now, lambda: self._submit(self.honest))
+
     def _chaos_events(self, start: int, end: int) -> None:
         s, rng = self.scheduler, self.rng
+        if self.scenario.load_ms:
+            self._load(start + rng.randint(0, self.scenario.load_ms), end, self.scenario.load_ms)
         t = start
         instances = [n.instance for n in self.nodes]
         while True:

@@ -12,7 +12,15 @@ from builders import COMMITTEE, KEYS, NOW, child, propose, qc_for, timeout, vote
 from chain.consensus.blocks import GENESIS, GENESIS_QC
 from chain.consensus.core import Core, CoreConfig
 from chain.consensus.ledger import MemoryLedger
-from chain.consensus.messages import BlockRequest, BlockResponse, Message, Timeout, Vote
+from chain.consensus.mempool import Mempool, MempoolConfig
+from chain.consensus.messages import (
+    BlockRequest,
+    BlockResponse,
+    Message,
+    Proposal,
+    Timeout,
+    Vote,
+)
 from chain.consensus.store import MemoryStore
 from chain.merkle import CompactRange
 
@@ -68,7 +76,9 @@ class Timer:
         self.cancelled = True
 
 
-def replica(index: int | None, config: CoreConfig | None = None) -> tuple[Core, Outbox, Clock]:
+def replica(
+    index: int | None, config: CoreConfig | None = None, mempool: Mempool | None = None
+) -> tuple[Core, Outbox, Clock]:
     out, clock, store = Outbox(), Clock(), MemoryStore()
     core = Core(
         name=KEYS[index].name if index is not None else "observer",
@@ -79,6 +89,7 @@ def replica(index: int | None, config: CoreConfig | None = None) -> tuple[Core, 
         block_store=store,
         safety_store=store if index is not None else None,
         ledger=MemoryLedger(),
+        mempool=mempool,
         config=config,
     )
     core.start()
@@ -120,7 +131,9 @@ def test_unknown_parent_is_fetched_then_voted() -> None:
 
 
 def test_timeout_then_tc_moves_to_next_view() -> None:
-    core, out, clock = replica(0)
+    pool = Mempool(MempoolConfig())
+    core, out, clock = replica(0, mempool=pool)
+    pool.add([b"work to do"])  # view 1's leader (v1) has something to propose, and is silent
     clock.advance(1_000)  # the view-1 timer fires
     mine = out.of(Timeout)
     assert [t.view for t in mine] == [1]  # type: ignore[attr-defined]
@@ -157,3 +170,87 @@ def test_observer_never_signs(message: Message) -> None:
     core.handle("v1", message)
     clock.advance(20_000)
     assert not out.of(Vote) and not out.of(Timeout)
+
+
+# -- quiescence: an idle chain neither proposes nor times out until work appears --------
+
+HEARTBEAT = CoreConfig().heartbeat_ms
+
+
+def test_idle_chain_does_not_time_out_until_a_heartbeat_is_missed() -> None:
+    core, out, clock = replica(0, mempool=Mempool(MempoolConfig()))
+    clock.advance(5 * 1_000)  # five view timeouts with nothing to do
+    assert not out.of(Timeout) and core.view == 1
+    # A silent leader of a quiet chain still costs one heartbeat plus one timeout.
+    clock.advance(HEARTBEAT + 1_000 - 5 * 1_000)
+    assert [t.view for t in out.of(Timeout)] == [1]  # type: ignore[attr-defined]
+
+
+def test_new_entries_start_the_view_timeout() -> None:
+    pool = Mempool(MempoolConfig())
+    _core, out, clock = replica(0, mempool=pool)
+    clock.advance(3_000)
+    pool.add([b"an entry"])  # the leader of view 1 should now propose within a timeout
+    clock.advance(999)
+    assert not out.of(Timeout)
+    clock.advance(1)
+    assert [t.view for t in out.of(Timeout)] == [1]  # type: ignore[attr-defined]
+
+
+def test_a_peer_timeout_starts_the_view_timeout() -> None:
+    core, out, clock = replica(0, mempool=Mempool(MempoolConfig()))
+    clock.advance(3_000)
+    core.handle("v2", timeout(2, 1, GENESIS_QC))  # v2 has work the leader ignores
+    clock.advance(1_000)
+    assert [t.view for t in out.of(Timeout)] == [1]  # type: ignore[attr-defined]
+
+
+def test_first_leader_of_a_new_chain_proposes_a_heartbeat() -> None:
+    # Genesis is "long ago" (timestamp 0): a heartbeat is due at once.
+    _core, out, clock = replica(COMMITTEE.leader(1), mempool=Mempool(MempoolConfig()))
+    clock.advance(CoreConfig().batch_delay_ms)
+    (beat,) = out.of(Proposal)
+    assert beat.block.entries == ()  # type: ignore[attr-defined]
+
+
+def test_idle_leader_proposes_when_entries_arrive_or_the_heartbeat_is_due() -> None:
+    e1, f1 = child(GENESIS, CompactRange.empty())
+    e2, f2 = child(e1, f1)
+    e3, _ = child(e2, f2)  # a quiet chain: three empty blocks
+    leader = COMMITTEE.leader(4)
+    pool = Mempool(MempoolConfig())
+    core, out, clock = replica(leader, mempool=pool)
+    for block in (e1, e2, e3):
+        core.handle("v0", propose(block))
+    for i in [i for i in range(4) if i != leader]:
+        core.handle(f"v{i}", vote(i, e3.view, e3.hash))
+    assert core.view == 4
+    clock.advance(1_000)
+    assert not [p for p in out.of(Proposal) if p.block.view == 4]  # type: ignore[attr-defined]
+    pool.add([b"first entry"])
+    clock.advance(CoreConfig().batch_delay_ms)
+    (p,) = [p for p in out.of(Proposal) if p.block.view == 4]  # type: ignore[attr-defined]
+    assert p.block.entries == (b"first entry",)  # type: ignore[attr-defined]
+
+    # The same without entries: an empty block one heartbeat after its parent's time.
+    core, out, clock = replica(leader, mempool=Mempool(MempoolConfig()))
+    for block in (e1, e2, e3):
+        core.handle("v0", propose(block))
+    for i in [i for i in range(4) if i != leader]:
+        core.handle(f"v{i}", vote(i, e3.view, e3.hash))
+    clock.advance(e3.timestamp_ms + HEARTBEAT - clock.now - 1)
+    assert not [p for p in out.of(Proposal) if p.block.view == 4]  # type: ignore[attr-defined]
+    clock.advance(1)
+    (beat,) = [p for p in out.of(Proposal) if p.block.view == 4]  # type: ignore[attr-defined]
+    assert beat.block.entries == ()  # type: ignore[attr-defined]
+
+
+def test_leader_proposes_to_commit_pending_entries_then_goes_quiet() -> None:
+    # v2 leads view 2 and holds QC(B1); B1 has entries, so it proposes (empty) to commit it.
+    core, out, clock = replica(2, mempool=Mempool(MempoolConfig()))
+    core.handle("v1", propose(B1))
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+    clock.advance(100)
+    (p,) = out.of(Proposal)
+    assert p.block.entries == () and p.block.qc.block_hash == B1.hash  # type: ignore[attr-defined]

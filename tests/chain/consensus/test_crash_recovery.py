@@ -38,7 +38,8 @@ def run_with_crash_at(k: int) -> tuple[Simulation, list[Message]]:
     for node in sim.nodes:
         node.start()
     start = sim.scheduler.now
-    sim.scheduler.call_later(10, lambda: sim._submit(sim.nodes))
+    for t in range(10, 3_000, 100):  # client load keeps the chain busy (an idle one rests)
+        sim.scheduler.call_later(t, lambda: sim._submit(sim.nodes))
     sim.scheduler.run_until(start + 3_000)
     assert victim.crashes == 1, f"crash point {k} was never reached"
     return sim, sent

@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from chain.consensus.messages import BlockResponse, Message
+from chain.consensus.messages import BlockResponse, Message, Proposal, Timeout
 from chain.sim.byzantine import BEHAVIOURS
-from chain.sim.runner import Scenario, Simulation, run_seed
+from chain.sim.runner import HEARTBEAT_MS, Scenario, Simulation, run_seed
 
 SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "1000"))
 FIRST_SEED = int(os.environ.get("SIM_SEED", "0"))
@@ -72,7 +72,7 @@ def test_lagging_replica_catches_up_by_fetching_verified_blocks() -> None:
     start = sim.scheduler.now
     for t in range(0, 8_000, 400):
         sim.scheduler.call_later(t, lambda: sim._submit(sim.nodes))
-    sim.scheduler.run_until(start + 300)
+    sim.scheduler.run_until(start + 5_000, stop=lambda: lagging.store.committed_head() is not None)
     lagging.crash()
     sim.scheduler.run_until(start + 8_000)
     behind = lagging.store.committed_head()
@@ -87,4 +87,38 @@ def test_lagging_replica_catches_up_by_fetching_verified_blocks() -> None:
     assert lagging.core.head.height >= target
     assert responses, "v2 should have fetched the chain from its peers"
     assert lagging.ledger.root() == sim.roots[lagging.ledger.size]
+    assert not sim.outcome.violations
+
+
+def test_idle_chain_goes_quiet_without_timeouts_and_wakes_up_on_entries() -> None:
+    sim = Simulation(Scenario(11, 4, (), False, 0))
+    sent: list[Message] = []
+    original = sim.network.send
+
+    def spy(src: str, to: str, message: Message) -> None:
+        sent.append(message)
+        original(src, to, message)
+
+    sim.network.send = spy  # type: ignore[method-assign]
+    for node in sim.nodes:
+        node.start()
+    s = sim.scheduler
+    sim._submit(sim.nodes)
+    s.run_until(s.now + 10_000, stop=lambda: all(n.ledger.size > 0 for n in sim.nodes))
+    assert all(n.ledger.size > 0 for n in sim.nodes), "the first entries were not committed"
+    s.run_until(s.now + 2_000)  # the blocks that commit them
+    sent_before = len(sent)
+    s.run_until(s.now + 30_000)  # 30 s of logical time with nothing to do
+    idle = sent[sent_before:]
+    proposals = len({m.block.hash for m in idle if isinstance(m, Proposal)})
+    # Without quiescence: a block every view (tens per second). Now: one per heartbeat.
+    assert proposals <= 30_000 // HEARTBEAT_MS + 1, proposals
+    assert not [m for m in idle if isinstance(m, Timeout)], "timeouts on an idle chain"
+    # Work wakes it: the next entries commit within a few views.
+    sizes = [n.ledger.size for n in sim.nodes]
+    woken = s.now
+    sim._submit(sim.nodes)
+    while s.now - woken < 3_000 and not all(n.ledger.size > sizes[0] for n in sim.nodes):
+        s.run_until(s.now + 50)
+    assert all(n.ledger.size > sizes[0] for n in sim.nodes), "not committed within 3 s"
     assert not sim.outcome.violations
