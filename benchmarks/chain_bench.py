@@ -213,7 +213,6 @@ async def bench_n(n: int, args: argparse.Namespace) -> None:
         batch_entries=args.block,
         batch_delay_ms=args.delay_ms,
         view_timeout_ms=2000,
-        forward_to_leaders=args.forward,
     )
     urls, procs = start_cluster(root, n, tuning, args.mempool)
     try:
@@ -281,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=5000, help="entries per block")
     ap.add_argument("--delay-ms", type=int, default=50, help="leader batch delay")
     ap.add_argument("--mempool", type=int, default=40_000, help="mempool entries per validator")
-    ap.add_argument("--forward", type=int, default=1, help="forward entries to the next k leaders")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--proof-entries", type=int, default=10_000_000)

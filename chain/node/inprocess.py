@@ -82,7 +82,7 @@ class EmbeddedChain:
     async def submit(self, entries: Sequence[bytes]) -> SubmitResult:
         """Admit a batch; raises ``MempoolFullError`` (busy), ``EntryError``,
         ``BatchTooLargeError``."""
-        return self.service.submit(entries)
+        return await self.service.submit(entries)
 
     async def wait_committed(self, entry_hash: bytes, timeout: float = 30.0) -> CommitInfo:
         """Wait until the entry is committed; raises :class:`CommitTimeoutError`."""

@@ -9,6 +9,11 @@ POST marks the peer down and the sender backs off exponentially (with jitter) be
 reconnecting. Headers ``X-Notary-Chain`` and ``X-Notary-Peer`` carry the chain id and the
 sender's name (a return address only: every consensus message authenticates itself by
 signature, bound to chain id and view).
+
+Submitted entries travel apart from that stream: :meth:`HttpTransport.replicate` posts them
+to every validator at once (``<peer>/peer/v1/entries``) and reports how many took them
+into their mempools, so a node acknowledges a submission only once other validators
+hold it too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -29,6 +35,7 @@ from chain.node.wire import encode_batch, encode_message
 logger = logging.getLogger(__name__)
 
 PEER_PATH = "/peer/v1/messages"
+PEER_ENTRIES_PATH = "/peer/v1/entries"
 CHAIN_HEADER = "X-Notary-Chain"
 PEER_HEADER = "X-Notary-Peer"
 BATCH_BYTES = 8 << 20
@@ -77,6 +84,7 @@ class HttpTransport:
         }
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._replications: set[asyncio.Task[bool]] = set()
         self._closed = False
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
 
@@ -121,12 +129,56 @@ class HttpTransport:
         for peer in self.peers.values():
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-{peer.name}"))
 
+    async def replicate(
+        self, frame: bytes, to: Sequence[str], needed: int, timeout_s: float
+    ) -> int:
+        """Post the entries ``frame`` to the peers ``to`` at once; return how many took it
+        into their mempool (2xx), as soon as ``needed`` did, or when all answered or
+        ``timeout_s`` passed. Posts still running then go on in the background (every
+        validator that gets the entries can propose them)."""
+        if self._session is None or self._closed:
+            return 0
+        tasks: list[asyncio.Task[bool]] = []
+        for name in to:
+            peer = self.peers.get(name)
+            if peer is not None:
+                task = asyncio.create_task(self._post_entries(peer, frame))
+                self._replications.add(task)
+                task.add_done_callback(self._replications.discard)
+                tasks.append(task)
+        acked = 0
+        deadline = time.monotonic() + timeout_s
+        pending: set[asyncio.Task[bool]] = set(tasks)
+        while pending and acked < needed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            acked += sum(1 for t in done if not t.cancelled() and not t.exception() and t.result())
+        return acked
+
+    async def _post_entries(self, peer: PeerState, frame: bytes) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                peer.url + PEER_ENTRIES_PATH,
+                data=frame,
+                headers={"Content-Type": "application/octet-stream"},
+            ) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            logger.debug("%s: entries not replicated to %s: %s", self.name, peer.name, e)
+            return False
+
     async def close(self) -> None:
         """Stop the senders and close the session; queued frames are discarded."""
         self._closed = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._replications]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._replications, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 

@@ -39,6 +39,10 @@ from chain.trust import TrustFile
 
 logger = logging.getLogger(__name__)
 
+# How long a submission waits for f+1 other validators to take a copy before it is
+# refused as busy (the entries stay pending here; a retry replicates them again).
+REPLICATE_TIMEOUT_S = 5.0
+
 
 def server_ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
     """The TLS context serving peers and clients, or None for plain HTTP."""
@@ -165,7 +169,8 @@ class Node:
             max_batch_entries=cfg.limits.max_batch_entries,
             peers_up=self._transport.peers_up,
             committed_db=cfg.data_dir / "log" / "log.sqlite",
-            forward=self._forward if c.forward_to_leaders > 0 else None,
+            replicate=self._replicate,
+            replicas_needed=min(trust.f + 1, len(trust.validators) - 1) if signer else 0,
         )
         service = self.service
         self._store.on_checkpoint = lambda _size: service.notify()
@@ -192,27 +197,16 @@ class Node:
             self._log.size,
         )
 
-    def _forward(self, entries: Sequence[bytes]) -> None:
-        # Entries wait in this validator's mempool until it leads (every n-th view);
-        # the leaders of the next views get a copy so they can propose them sooner.
+    async def _replicate(self, entries: Sequence[bytes]) -> int:
+        # Every other validator gets a copy (whoever leads next can propose it); the
+        # submission is acknowledged once f+1 of them hold it (LedgerService.submit).
         core, transport = self.core, self._transport
         if core is None or transport is None or not entries:
-            return
-        pool = core.mempool
-        if pool is not None and len(pool) >= 2 * pool.config.batch_entries:
-            # Saturated: every leader has full blocks waiting of its own, and a copy would
-            # only cost the next leader hashing and memory. Forwarding is for latency.
-            return
-        committee = core.committee
-        targets: list[str] = []
-        for v in range(core.view + 1, core.view + 1 + self.config.consensus.forward_to_leaders):
-            name = committee.name(committee.leader(v))
-            if name != self.config.name and name not in targets:
-                targets.append(name)
-        if targets:
-            frame = encode_entries(entries)
-            for name in targets:
-                transport.send_frame(name, frame)
+            return 0
+        others = [n for n in core.committee.names() if n != self.config.name]
+        return await transport.replicate(
+            encode_entries(entries), others, core.committee.f + 1, REPLICATE_TIMEOUT_S
+        )
 
     def _deliver(self, sender: str, message: Message) -> None:
         if self.halted is not None or self.core is None:

@@ -4,6 +4,9 @@
 route                                     answer
 ========================================  ==================================================
 POST /peer/v1/messages                    204; consensus frames from a peer (wire batch)
+POST /peer/v1/entries                     200 {pending}: a validator's copy of submitted
+                                          entries (wire entries frame), in the mempool;
+                                          503 ``busy``, 422 ``invalid_entry``
 POST /v1/entries                          202 {entry_hashes, accepted, already_committed};
                                           body JSON {"entries": [base64, ...]} or an
                                           octet-stream wire batch; 503 ``busy`` +
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -37,8 +42,15 @@ from aiohttp import web
 from chain.consensus.blocks import Limits as BlockLimits
 from chain.consensus.errors import InvalidMessageError
 from chain.consensus.messages import Message
+from chain.errors import ChainError
 from chain.node.config import Limits
-from chain.node.peer_transport import BATCH_BYTES, CHAIN_HEADER, PEER_HEADER, PEER_PATH
+from chain.node.peer_transport import (
+    BATCH_BYTES,
+    CHAIN_HEADER,
+    PEER_ENTRIES_PATH,
+    PEER_HEADER,
+    PEER_PATH,
+)
 from chain.node.problems import Problem, bad_request, problem_middleware
 from chain.node.service import LedgerService, checkpoint_size
 from chain.node.wire import ForwardedEntries, decode_batch, decode_frame
@@ -165,6 +177,11 @@ def make_app(
     app[SERVICE_KEY] = service
     garbage = RateLimitedLog()
     max_frame = block_limits.max_block_bytes + (1 << 20)
+    # A replicated submission is bounded like a client's (a peer's batch may be larger
+    # than a block).
+    replica_limits = dataclasses.replace(
+        block_limits, max_entries=max(block_limits.max_entries, limits.max_batch_entries)
+    )
 
     async def peer_messages(request: web.Request) -> web.Response:
         peer = request.headers.get(PEER_HEADER, "?")[:64]
@@ -188,7 +205,8 @@ def make_app(
                 garbage.warn(f"frame:{peer}", f"peer {peer!r}: undecodable message dropped: {e}")
                 continue
             if isinstance(message, ForwardedEntries):
-                service.accept_forwarded(message.entries)
+                with contextlib.suppress(ChainError):  # best effort (older senders)
+                    service.accept_replica(message.entries)
             else:
                 deliver(peer, message)
         if bad and bad == len(frames):
@@ -222,8 +240,24 @@ def make_app(
                 raise Problem(
                     422, "invalid_entry", "Invalid entries", "an entry is not valid base64"
                 ) from None
-        result = service.submit(entries)
+        result = await service.submit(entries)
         return _json(result.to_json(), status=202)
+
+    async def peer_entries(request: web.Request) -> web.Response:
+        # Entries a validator replicates before acknowledging a submission: answered
+        # 200 only once they are in this node's mempool (503 busy, 422 invalid).
+        if deliver is None:
+            raise Problem(404, "not_found", "Not found", "this node takes no peer messages")
+        if request.headers.get(CHAIN_HEADER) != service.chain_id:
+            raise Problem(409, "wrong_chain", "Wrong chain", f"this node serves {service.chain_id}")
+        body = await _read_body(request, max(max_frame, limits.max_request_bytes + (1 << 20)))
+        try:
+            message = decode_frame(body, replica_limits)
+        except InvalidMessageError as e:
+            raise bad_request(f"undecodable entries: {e}") from None
+        if not isinstance(message, ForwardedEntries):
+            raise bad_request("not an entries frame")
+        return _json({"pending": service.accept_replica(message.entries)})
 
     async def entry(request: web.Request) -> web.Response:
         h = _hash_param(request.match_info["entry_hash"], "entry_hash")
@@ -285,6 +319,7 @@ def make_app(
         return _json(s)
 
     app.router.add_post(PEER_PATH, peer_messages)
+    app.router.add_post(PEER_ENTRIES_PATH, peer_entries)
     app.router.add_post("/v1/entries", submit)
     app.router.add_get("/v1/entries/{entry_hash}", entry)
     app.router.add_get("/v1/checkpoints/latest", latest_checkpoint)

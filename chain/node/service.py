@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -159,14 +159,18 @@ class LedgerService:
         peers_up: Callable[[], list[str]] | None = None,
         role: str | None = None,
         committed_db: Path | None = None,
-        forward: Callable[[Sequence[bytes]], None] | None = None,
+        replicate: Callable[[Sequence[bytes]], Awaitable[int]] | None = None,
+        replicas_needed: int = 0,
     ) -> None:
         """Serve ``cores`` (precondition: all replicas of one chain; ``store`` is the
         consensus store of ``cores[0]``). Call :meth:`notify` whenever a checkpoint is stored.
 
         ``committed_db``: the ``log.sqlite`` of ``cores[0]``'s MerkleLog, read for fast
-        batched "already committed?" checks (None: one lookup per entry). ``forward``
-        sends newly accepted entries on to the validators that lead next."""
+        batched "already committed?" checks (None: one lookup per entry). ``replicate``
+        hands submitted entries to the other validators and returns how many took them;
+        a submission is acknowledged only once ``replicas_needed`` of them did (f+1 in a
+        node: then at least one honest validator other than this one holds every
+        acknowledged entry, so the entry survives this node's crash)."""
         if not cores:
             raise ValueError("a service needs at least one core")
         self.cores = list(cores)
@@ -179,7 +183,8 @@ class LedgerService:
         # Waiters for one entry each, woken by the commit that holds it: a commit costs a
         # dict lookup per entry instead of a database lookup per waiter.
         self._waiters: dict[bytes, list[asyncio.Future[CommitInfo]]] = {}
-        self._forward = forward
+        self._replicate = replicate
+        self._replicas_needed = replicas_needed
         self._committed = CommittedIndex(self.primary.ledger, committed_db)
         self.primary.commit_listeners.append(self._on_commit)
         self.started_at = time.time()
@@ -217,12 +222,14 @@ class LedgerService:
 
     # -- submit and wait ---------------------------------------------------------------
 
-    def submit(self, entries: Sequence[bytes]) -> SubmitResult:
-        """Admit ``entries`` to the mempool(s); entries already committed are skipped.
+    async def submit(self, entries: Sequence[bytes]) -> SubmitResult:
+        """Admit ``entries`` to the mempool(s) and replicate them; entries already
+        committed are skipped.
 
         Raises :class:`BatchTooLargeError` above the per-request count, :class:`EntryError`
         for an empty or oversized entry, :class:`MempoolFullError` when no mempool can
-        take the batch (busy: retry later). Re-submitting is idempotent while pending.
+        take the batch or too few validators took the copy (busy: retry later).
+        Re-submitting is idempotent while pending (and replicates again).
         """
         if not entries:
             raise EntryError("a submission needs at least one entry")
@@ -238,8 +245,13 @@ class LedgerService:
             if not 0 < len(entry) <= limit:
                 raise EntryError(f"entry {i} has {len(entry)} bytes; allowed 1..{limit}")
         hashes, fresh = self._admit(pools, entries, strict=True)
-        if fresh and self._forward is not None:
-            self._forward(fresh)
+        if fresh and self._replicate is not None and self._replicas_needed > 0:
+            acked = await self._replicate(fresh)
+            if acked < self._replicas_needed:
+                raise MempoolFullError(
+                    f"{acked} of the {self._replicas_needed} other validators needed took a "
+                    "copy of the entries; retry later"
+                )
         return SubmitResult(tuple(hashes), len(fresh), len(entries) - len(fresh))
 
     def _admit(
@@ -280,16 +292,17 @@ class LedgerService:
         fresh = [e for e, h in zip(entries, hashes, strict=True) if h not in committed]
         return hashes, fresh
 
-    def accept_forwarded(self, entries: Sequence[bytes]) -> int:
-        """Admit entries another validator forwarded; best effort (dropped when busy or
-        invalid: the forwarding validator still holds them). Returns how many were added."""
+    def accept_replica(self, entries: Sequence[bytes]) -> int:
+        """Admit entries another validator replicated to this one; return how many are
+        not yet committed. Raises :class:`MempoolFullError` (busy) and
+        :class:`EntryError` (invalid entry, or this node is an observer), so the sender
+        counts only validators that really hold them."""
         pools = [c.mempool for c in self.cores if c.mempool is not None and c.is_validator]
-        if not pools or not entries:
+        if not pools:
+            raise EntryError("this node is an observer; it holds no mempool")
+        if not entries:
             return 0
-        try:
-            return len(self._admit(pools, entries, strict=False)[1])
-        except EntryError:
-            return 0
+        return len(self._admit(pools, entries, strict=True)[1])
 
     def lookup(self, entry_hash_: bytes) -> CommitInfo | None:
         """Where the entry with this hash was committed, or None if not (yet)."""
