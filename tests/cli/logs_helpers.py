@@ -67,15 +67,16 @@ def free_port() -> int:
         return port
 
 
-def serve_at(folder: Path, port: int, timeout: float = 60) -> LiveServer:
+def serve_at(
+    folder: Path, port: int, timeout: float = 60, segment_size: int | None = 64 * 1024
+) -> LiveServer:
     """``notary serve`` with its data under ``folder/var`` on 127.0.0.1:``port``
-    (migrating first); returns once /readyz answers."""
+    (migrating first); returns once /readyz answers. ``segment_size``: the storage
+    segment size (None: the service's default)."""
     data_dir = folder / "var"
-    env = clean_env(
-        NOTARY_DATA_DIR=str(data_dir),
-        NOTARY_SERVER_PORT=str(port),
-        NOTARY_STORAGE_SEGMENT_SIZE=str(64 * 1024),
-    )
+    env = clean_env(NOTARY_DATA_DIR=str(data_dir), NOTARY_SERVER_PORT=str(port))
+    if segment_size is not None:
+        env["NOTARY_STORAGE_SEGMENT_SIZE"] = str(segment_size)
     migrate = subprocess.run(
         notary_argv("db", "upgrade"), capture_output=True, text=True, env=env, timeout=120
     )
