@@ -39,7 +39,7 @@ from notary.index.models import Document, LogSegment, LogStream
 from notary.log_entry import GENESIS_PREV, log_segment_entry
 from notary.metadata import DocumentKind, UploadMetadata
 from notary.receipt import Receipt
-from notary.service import NotaryService, Principal, _iso
+from notary.service import NotaryService, Principal
 from storage import Manifest
 
 STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -73,6 +73,12 @@ class SegmentLinkError(errors.NotaryError):
 
 class _Accepted(Exception):
     """Internal: another request accepted this seq meanwhile; compare with it."""
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_stream_name(name: str) -> str:
