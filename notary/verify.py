@@ -6,7 +6,7 @@ in the returned :class:`Verdict`:
 1. the receipt is well formed (``receipt``);
 2. it is for the chain the trust file names (``chain_id``);
 3. the document's SHA-256 (and size, when known) is the one in the receipt (``document``);
-4. the entry is a well-formed document entry (``entry``);
+4. the entry is a well-formed document entry, or log segment entry (``entry``);
 5. the entry's commitment is SHA-256("notary/commit/v1" || salt || digest) (``commitment``);
 6. the checkpoint note is well formed, of this chain, at the receipt's tree size
    (``checkpoint``); each validator's signature is reported (``signature:<name>``);
@@ -34,6 +34,7 @@ from chain.errors import ChainError, ProofError
 from chain.merkle import leaf_hash, verify_inclusion
 from chain.trust import TrustFile
 from notary.entry import EntryError, commitment, parse_document_entry
+from notary.log_entry import parse_log_segment_entry
 from notary.receipt import Receipt, ReceiptFormatError, parse_receipt
 
 _CHUNK = 1024 * 1024
@@ -195,20 +196,34 @@ def _check_document(document: DocumentDigest, receipt: Receipt, checks: _Checks)
     checks.add("document", same, detail)
 
 
+def _parse_entry(data: bytes) -> tuple[str, bytes]:
+    """What the entry is, and the commitment it holds: a document entry, or the entry of
+    one segment of a broker log stream (docs/log-streams.md). Raises EntryError."""
+    try:
+        return "document entry", parse_document_entry(data).commitment
+    except EntryError as as_document:
+        try:
+            segment = parse_log_segment_entry(data)
+        except EntryError:
+            raise as_document from None
+        what = f"log segment entry (stream {segment.stream}, seq {segment.seq})"
+        return what, segment.commitment
+
+
 def _check_entry(receipt: Receipt, checks: _Checks) -> None:
     try:
-        entry = parse_document_entry(receipt.entry)
+        what, held = _parse_entry(receipt.entry)
     except EntryError as e:
         checks.add("entry", False, str(e))
         checks.skip("commitment")
         return
-    checks.add("entry", True, f"document entry, leaf hash {leaf_hash(receipt.entry).hex()}")
+    checks.add("entry", True, f"{what}, leaf hash {leaf_hash(receipt.entry).hex()}")
     expected = commitment(receipt.salt, receipt.document_sha256)
     checks.add(
         "commitment",
-        hmac.compare_digest(expected, entry.commitment),
+        hmac.compare_digest(expected, held),
         f"SHA-256(domain || salt || digest) = {expected.hex()}"
-        + ("" if expected == entry.commitment else f", entry holds {entry.commitment.hex()}"),
+        + ("" if expected == held else f", entry holds {held.hex()}"),
     )
 
 

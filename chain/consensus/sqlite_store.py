@@ -1,130 +1,228 @@
-"""The durable store of a real validator: SQLite with ``synchronous=FULL``.
+"""A validator's durable consensus state in one SQLite file: the safety state, blocks,
+the committed chain and committed checkpoints.
 
-One file holds the safety state, blocks, the committed chain and committed checkpoints.
-Every write is its own transaction and SQLite fsyncs it before ``commit`` returns
-(WAL with ``synchronous=FULL``), so :meth:`SqliteStore.save_safety` is durable by the
-time the core signs the vote, timeout or proposal it guards.
+Implements :class:`~chain.consensus.safety.SafetyStore` and
+:class:`~chain.consensus.store.BlockStore`. WAL journal; :meth:`save_safety` returns only once
+the state would survive a power cut (the core signs a vote only after that).
+
+Durability per write: the safety state and the committed marker of a block with entries
+are written with ``synchronous=FULL`` (fsync at commit: the core appends to the ledger
+only after the marker is durable, and signs only after the safety state is). Plain
+blocks, and markers of empty blocks, are written with ``NORMAL`` (no fsync of their
+own; the next FULL commit flushes them): what a power cut loses of them is learnt
+again from peers.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from chain.consensus.blocks import Block, Limits, QuorumCert
-from chain.consensus.codec import decode_block, encode_block
 from chain.consensus.encoding import Reader, Writer
 from chain.consensus.safety import SafetyState
+from chain.errors import ChainError
+from chain.node.wire import take_block_bytes
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS safety (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    last_voted_view INTEGER NOT NULL,
-    last_proposed_view INTEGER NOT NULL,
-    high_qc BLOB NOT NULL
-);
+CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 0), state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
-    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, data BLOB NOT NULL
+    hash BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_height ON blocks (height);
-CREATE TABLE IF NOT EXISTS committed (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS committed (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    tree_size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS committed_size ON committed (tree_size, height);
 CREATE TABLE IF NOT EXISTS checkpoints (tree_size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 """
 
+# Stored blocks are our own, already verified; decode them with generous limits so a
+# later change of configured limits never makes the node unable to read its own chain.
+_STORE_LIMITS = Limits(max_entries=1 << 24, max_block_bytes=1 << 31, max_entry_bytes=1 << 26)
+
+
+class StoreError(ChainError):
+    """The consensus store cannot be opened, read or written."""
+
+
+def encode_safety(state: SafetyState) -> bytes:
+    """The stored bytes of ``state``: u64 last voted, u64 last proposed, high QC."""
+    w = Writer().u64(state.last_voted_view).u64(state.last_proposed_view)
+    state.high_qc.write(w)
+    return w.getvalue()
+
+
+def decode_safety(data: bytes) -> SafetyState:
+    """Parse :func:`encode_safety` output."""
+    r = Reader(data)
+    voted, proposed = r.u64(), r.u64()
+    qc = QuorumCert.read(r)
+    r.end()
+    return SafetyState(last_voted_view=voted, last_proposed_view=proposed, high_qc=qc)
+
+
+def encode_block(block: Block) -> bytes:
+    """The stored bytes of ``block`` (its canonical encoding, as in proposal frames)."""
+    cached = take_block_bytes(block)
+    if cached is not None:
+        return cached
+    w = Writer()
+    block.write(w)
+    return w.getvalue()
+
+
+def decode_block(data: bytes) -> Block:
+    """Parse :func:`encode_block` output."""
+    r = Reader(data)
+    block = Block.read(r, _STORE_LIMITS)
+    r.end()
+    return block
+
 
 class SqliteStore:
-    """A :class:`~chain.consensus.safety.SafetyStore` and
-    :class:`~chain.consensus.store.BlockStore` in one SQLite file."""
+    """SafetyStore + BlockStore in ``<directory>/consensus.sqlite``. One thread."""
 
-    def __init__(self, path: Path, limits: Limits | None = None) -> None:
-        """Open (creating if missing) the store at ``path``."""
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        """Use :meth:`open`."""
+        self._db = db
         self.path = path
-        self._limits = limits or Limits()
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._head: Block | None = None
+        # Called with the tree size after a committed checkpoint is stored (wakes waiters).
+        self.on_checkpoint: Callable[[int], None] | None = None
+        row = db.execute("SELECT MAX(height) FROM committed").fetchone()
+        if row is not None and row[0] is not None:
+            self._head = self.committed_block(int(row[0]))
+
+    @classmethod
+    def open(cls, directory: Path) -> SqliteStore:
+        """Open (creating if missing) the store in ``directory``; raises :class:`StoreError`."""
+        path = Path(directory) / "consensus.sqlite"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            return cls(db, path)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot open consensus store: {e}") from None
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
-    def _write(self, sql: str, args: tuple[object, ...]) -> None:
-        with self._db:  # BEGIN ... COMMIT; the commit is fsync'd (synchronous=FULL)
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(sql, args)
+    def _write(self, sql: str, args: tuple[object, ...], *, durable: bool = False) -> None:
+        try:
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute(sql, args)
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: write failed: {e}") from None
+
+    # -- SafetyStore -----------------------------------------------------------------
 
     def load_safety(self) -> SafetyState | None:
-        """The stored safety state, or None on first start."""
-        row = self._db.execute(
-            "SELECT last_voted_view, last_proposed_view, high_qc FROM safety WHERE id = 1"
-        ).fetchone()
-        if row is None:
-            return None
-        r = Reader(row[2])
-        qc = QuorumCert.read(r)
-        r.end()
-        return SafetyState(last_voted_view=row[0], last_proposed_view=row[1], high_qc=qc)
+        """The last saved safety state, or None on first start."""
+        row = self._db.execute("SELECT state FROM safety WHERE id = 0").fetchone()
+        return decode_safety(bytes(row[0])) if row else None
 
     def save_safety(self, state: SafetyState) -> None:
-        """Store ``state``; durable when this returns."""
-        w = Writer()
-        state.high_qc.write(w)
+        """Save ``state``; durable (WAL fsync'd) when this returns."""
         self._write(
-            "INSERT OR REPLACE INTO safety VALUES (1, ?, ?, ?)",
-            (state.last_voted_view, state.last_proposed_view, w.getvalue()),
+            "INSERT OR REPLACE INTO safety (id, state) VALUES (0, ?)",
+            (encode_safety(state),),
+            durable=True,
         )
 
+    # -- BlockStore ------------------------------------------------------------------
+
     def put_block(self, block: Block) -> None:
-        """Store a block (idempotent)."""
+        """Store a validated block (idempotent)."""
         self._write(
-            "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO blocks (hash, height, data) VALUES (?, ?, ?)",
             (block.hash, block.height, encode_block(block)),
         )
 
     def get_block(self, block_hash: bytes) -> Block | None:
-        """The stored block with ``block_hash``."""
+        """The stored block with ``block_hash``, or None."""
         row = self._db.execute("SELECT data FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
-        return None if row is None else decode_block(row[0], self._limits)
+        return decode_block(bytes(row[0])) if row else None
 
     def set_committed(self, block: Block) -> None:
-        """Record ``block`` as committed at its height (storing it if needed)."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
-                (block.hash, block.height, encode_block(block)),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO committed VALUES (?, ?)", (block.height, block.hash)
-            )
+        """Record ``block`` as committed at its height (the block is stored with it).
+
+        Durable before returning when the block has entries: the ledger append that
+        follows must never get ahead of the marker. An empty block changes no log, so
+        its marker rides on the next fsync (a power cut may forget a few trailing empty
+        commits; they are learnt again from peers), which spares an idle chain one
+        fsync per block and validator.
+        """
+        durable = bool(block.entries)
+        try:
+            stored = self._db.execute(
+                "SELECT 1 FROM blocks WHERE hash = ?", (block.hash,)
+            ).fetchone()
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            with self._db:
+                self._db.execute("BEGIN")
+                if stored is None:  # normally put_block stored it already; encoding is costly
+                    self._db.execute(
+                        "INSERT INTO blocks (hash, height, data) VALUES (?, ?, ?)",
+                        (block.hash, block.height, encode_block(block)),
+                    )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO committed (height, hash, tree_size) VALUES (?, ?, ?)",
+                    (block.height, block.hash, block.tree_size),
+                )
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: commit of block {block.height} failed: {e}") from None
+        if self._head is None or block.height > self._head.height:
+            self._head = block
 
     def committed_head(self) -> Block | None:
-        """The highest committed block."""
-        row = self._db.execute("SELECT MAX(height) FROM committed").fetchone()
-        return None if row is None or row[0] is None else self.committed_block(int(row[0]))
+        """The highest committed block, or None before the first commit."""
+        return self._head
 
     def committed_block(self, height: int) -> Block | None:
-        """The committed block at ``height``."""
+        """The committed block at ``height``, or None."""
         row = self._db.execute(
             "SELECT b.data FROM committed c JOIN blocks b ON b.hash = c.hash WHERE c.height = ?",
             (height,),
         ).fetchone()
-        return None if row is None else decode_block(row[0], self._limits)
+        return decode_block(bytes(row[0])) if row else None
 
     def blocks_above(self, height: int) -> list[Block]:
-        """Stored blocks above ``height``, by height."""
+        """Stored blocks higher than ``height``, by height."""
         rows = self._db.execute(
             "SELECT data FROM blocks WHERE height > ? ORDER BY height", (height,)
         ).fetchall()
-        return [decode_block(row[0], self._limits) for row in rows]
+        return [decode_block(bytes(r[0])) for r in rows]
 
     def put_checkpoint(self, tree_size: int, note: str) -> None:
         """Store a committed checkpoint note."""
-        self._write("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (tree_size, note))
+        self._write(
+            "INSERT OR IGNORE INTO checkpoints (tree_size, note) VALUES (?, ?)",
+            (tree_size, note),
+            durable=True,
+        )
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(tree_size)
 
     def checkpoint(self, tree_size: int | None = None) -> str | None:
-        """The checkpoint of ``tree_size`` (None: the largest)."""
+        """The committed checkpoint of ``tree_size`` (None: the largest), or None."""
         if tree_size is None:
             row = self._db.execute(
                 "SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
@@ -133,4 +231,22 @@ class SqliteStore:
             row = self._db.execute(
                 "SELECT note FROM checkpoints WHERE tree_size = ?", (tree_size,)
             ).fetchone()
-        return None if row is None else str(row[0])
+        return str(row[0]) if row else None
+
+    def checkpoint_at_or_above(self, tree_size: int) -> str | None:
+        """The smallest committed checkpoint whose size is at least ``tree_size``."""
+        row = self._db.execute(
+            "SELECT note FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1",
+            (tree_size,),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def committed_position(self, index: int) -> tuple[int, int] | None:
+        """(height, tree size after it) of the committed block holding leaf ``index``,
+        or None; read from the committed table alone (no block is decoded)."""
+        row = self._db.execute(
+            "SELECT height, tree_size FROM committed WHERE tree_size > ? "
+            "ORDER BY tree_size, height LIMIT 1",
+            (index,),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None

@@ -4,7 +4,7 @@ validators from fixed seeds, and the inclusion proof. Used by tests and the vect
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chain.checkpoint import Checkpoint, assemble_checkpoint, sign_checkpoint
@@ -50,13 +50,14 @@ def build(
     leaf_index: int = 6,
     sign_with: Sequence[int] = (0, 1, 2),
     chain_id: str = CHAIN_ID,
+    entry_for: Callable[[bytes, bytes], bytes] = lambda s, d: document_entry(s, d).to_bytes(),
 ) -> Fixture:
     """A valid receipt for ``document`` at ``leaf_index`` of a log of ``tree_size`` entries."""
     keys = signers()
     trust = trust_for(keys, chain_id)
     salt = hashlib.sha256(b"salt" + document).digest()
     digest = hashlib.sha256(document).digest()
-    entry = document_entry(salt, digest).to_bytes()
+    entry = entry_for(salt, digest)
     entries = [
         document_entry(
             hashlib.sha256(b"s%d" % i).digest(), hashlib.sha256(b"d%d" % i).digest()

@@ -13,6 +13,7 @@ import pytest
 from chain.checkpoint import Checkpoint, assemble_checkpoint, sign_checkpoint
 from chain.keys import Signer
 from chain.merkle import inclusion_proof
+from notary.log_entry import log_segment_entry
 from notary.verify import (
     DocumentDigest,
     Outcome,
@@ -184,3 +185,34 @@ def _root(fx: rf.Fixture) -> bytes:
     from chain.merkle import root_hash
 
     return root_hash(list(fx.leaves))
+
+
+def _segment_entry(salt: bytes, digest: bytes, *, seq: int = 3) -> bytes:
+    return log_segment_entry(
+        stream="d7fcae4c2f3bb6ed2798971a64108cc6",
+        seq=seq,
+        start=4096 * seq,
+        end=4096 * (seq + 1),
+        prev=hashlib.sha256(b"previous segment").digest(),
+        salt=salt,
+        sha256=digest,
+    ).to_bytes()
+
+
+def test_receipt_of_a_log_segment_verifies() -> None:
+    fx = rf.build(b"line 1\nline 2\n" * 100, entry_for=_segment_entry)
+    verdict = verify_receipt(_digest(fx.document), fx.receipt, fx.trust)
+    assert verdict.valid, verdict.checks
+    entry = next(c for c in verdict.checks if c.name == "entry")
+    assert "log segment entry" in entry.detail and "seq 3" in entry.detail
+    other = _digest(fx.document + b"line 3\n")
+    assert _failed(verify_receipt(other, fx.receipt, fx.trust), "document")
+
+
+def test_log_segment_entry_committing_to_other_bytes_fails_on_commitment() -> None:
+    fx = rf.build(
+        b"segment", entry_for=lambda s, d: _segment_entry(s, hashlib.sha256(b"other").digest())
+    )
+    assert "entry holds" in _failed(
+        verify_receipt(_digest(fx.document), fx.receipt, fx.trust), "commitment"
+    )
