@@ -236,6 +236,7 @@ class Client:
         project: str | None = None,
         supersedes: str | None = None,
         sha256: str | None = None,
+        confidential: bool = False,
         on_progress: Progress | None = None,
     ) -> dict[str, Any]:
         """POST /v1/documents: stream ``size`` bytes of ``source``; return the document.
@@ -244,8 +245,11 @@ class Client:
         changed meanwhile). The SHA-256 of the bytes actually sent is compared with the one
         the service computed; a difference raises ApiError ``digest_mismatch``. ``sha256``
         (hex), if given, makes the service itself refuse other bytes (422 ``sha256_mismatch``).
+        ``confidential`` has the service seal the content (AES-256-GCM) before storing it;
+        drafts (``dd_draft``) are always sealed.
         """
         params = {
+            "confidential": "true" if confidential else None,
             "kind": kind,
             "title": title,
             "filename": filename,

@@ -101,6 +101,11 @@ def _plan(files: tuple[Path, ...], wait: bool, receipt_dir: Path | None) -> list
 @click.option(
     "--supersedes", default=None, metavar="ID", help="Id of the version this one replaces."
 )
+@click.option(
+    "--confidential",
+    is_flag=True,
+    help="Seal the content (AES-256-GCM) before it is stored; dd_draft is always sealed.",
+)
 @click.option("--wait", is_flag=True, help="Wait until anchored and write each receipt.")
 @click.option(
     "--receipt-dir",
@@ -124,6 +129,7 @@ def upload(
     title: str | None,
     project: str | None,
     supersedes: str | None,
+    confidential: bool,
     wait: bool,
     receipt_dir: Path | None,
     timeout: float,
@@ -166,6 +172,7 @@ def upload(
                             media_type=mimetypes.guess_type(plan.path.name)[0],
                             project=project,
                             supersedes=supersedes,
+                            confidential=confidential,
                             on_progress=advance,
                         )
                 except ApiError as e:

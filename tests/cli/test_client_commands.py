@@ -140,6 +140,28 @@ def test_get_returns_identical_bytes_and_status_reports(
     assert "status:" in text.stdout and "anchored" in text.stdout and doc_id in text.stdout
 
 
+def test_confidential_upload_is_sealed_on_the_nodes_and_reads_back(
+    server: LiveServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    marker = b"CONFIDENTIAL-TERM-SHEET-" + os.urandom(8).hex().encode()
+    doc = tmp_path / "terms.txt"
+    doc.write_bytes(marker * 50)
+    [result] = upload(env, str(doc), "--kind", "filing", "--confidential", "--wait")
+    status = run_notary("status", str(result["id"]), "--json", env=env)
+    assert json.loads(status.stdout)["sealed"] is True
+    fragments = [p for p in (server.data_dir / "nodes").rglob("*") if p.is_file()]
+    assert fragments and not [p for p in fragments if marker in p.read_bytes()]
+    copy = tmp_path / "copy.txt"
+    out = run_notary("get", str(result["id"]), "-o", str(copy), env=env)
+    assert out.returncode == 0, out.stderr
+    assert copy.read_bytes() == doc.read_bytes()
+    receipt = tmp_path / "terms.txt.receipt.json"
+    check = run_notary(
+        "verify", str(doc), "--receipt", str(receipt), "--trust", str(server.trust_path), env=env
+    )
+    assert check.returncode == 0, check.stdout
+
+
 def test_receipt_and_refresh_against_a_later_checkpoint(
     server: LiveServer, env: dict[str, str], tmp_path: Path
 ) -> None:
