@@ -1,12 +1,15 @@
-"""Errors of the ledger.
+"""Errors of the ledger: every error that leaves ``chain`` is a :class:`ChainError`.
 
-Every error that leaves ``chain`` is a :class:`ChainError`::
+All of them are defined here; the modules that raise them re-export theirs (e.g.
+``chain.consensus.errors.InvalidMessageError`` and ``chain.node.results.NotFoundError``
+are these very classes)::
 
     ChainError
     ├── ProofError                  a Merkle proof that does not verify (carries both roots)
     │   ├── InclusionProofError
     │   └── ConsistencyProofError
     ├── LogError                    the persisted log is corrupt, or a request is out of range
+    ├── StoreError                  the consensus store cannot be opened, read or written
     ├── NoteError                   a signed note or checkpoint that is malformed
     │   └── KeyNameError            a key name, origin or verifier key breaking signed-note rules
     ├── CheckpointError             a checkpoint that is not committed (too few valid signatures)
@@ -15,10 +18,25 @@ Every error that leaves ``chain`` is a :class:`ChainError`::
     ├── TrustFileError              a trust/genesis file that is malformed or inconsistent
     ├── KeyFileError                a key file that is malformed or unreadable
     ├── ConsensusError              a consensus message or block that breaks a rule
-    └── MempoolFullError            the mempool is full: the client should retry later
+    │   ├── InvalidMessageError     a message or certificate that does not verify (signature,
+    │   │                           signer, quorum, encoding): the peer is faulty or hostile
+    │   ├── InvalidBlockError       a block breaking a validity rule (leader, root, size, time)
+    │   ├── UnsafeError             a vote, timeout or proposal the safety rules refuse to sign
+    │   ├── StaleMessageError       a message for a view the replica has already left
+    │   ├── UnknownBlockError       a message referring to a block the replica does not have
+    │   └── SafetyViolationError    two conflicting blocks would be committed (> f faults or a bug)
+    ├── MempoolFullError            the mempool is full, or too few validators took a copy of
+    │                               a submission: busy, the client should retry later (503)
+    ├── ConfigError                 an invalid node configuration (names file and setting)
+    ├── EntryError                  a submitted entry is empty or too large, or the node is an
+    │                               observer (422)
+    ├── BatchTooLargeError          a submission above the node's per-request limits (413)
+    ├── NotFoundError               an entry, block, checkpoint or tree size not (yet) known (404)
+    ├── CommitTimeoutError          an entry not committed within the time asked (client side)
+    └── LedgerClientError           the ledger answered with an unexpected problem, or no
+                                    validator was reachable (carries HTTP status and code)
 
-Modules add subclasses at the end of this file, one line of docstring each,
-and extend the tree above.
+A new error is added here, one line of docstring, and drawn in the tree above.
 """
 
 from __future__ import annotations
@@ -53,6 +71,10 @@ class LogError(ChainError):
     """The persisted log is corrupt, or a request is out of its range."""
 
 
+class StoreError(ChainError):
+    """The consensus store cannot be opened, read or written."""
+
+
 class NoteError(ChainError):
     """A signed note or checkpoint body that is malformed."""
 
@@ -74,7 +96,37 @@ class ConsensusError(ChainError):
 
 
 class MempoolFullError(ChainError):
-    """The mempool is at its bound; the client should retry later."""
+    """The mempool is at its bound (or a submission could not be replicated); retry later."""
+
+
+class ConfigError(ChainError):
+    """An invalid node configuration; the message names the file and the setting."""
+
+
+class EntryError(ChainError):
+    """A submitted entry is empty, too large, or the batch is malformed (HTTP 422)."""
+
+
+class BatchTooLargeError(ChainError):
+    """A submitted batch exceeds the node's per-request limits (HTTP 413)."""
+
+
+class NotFoundError(ChainError):
+    """The requested entry, block, checkpoint or tree size is not (yet) known (HTTP 404)."""
+
+
+class CommitTimeoutError(ChainError):
+    """The entry was not committed within the requested time (client side)."""
+
+
+class LedgerClientError(ChainError):
+    """The ledger answered with an unexpected problem, or no validator was reachable."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        """``status``/``code``: the HTTP status and problem code, if any."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class KeyNameError(NoteError):
@@ -93,3 +145,27 @@ class QuorumNotMetError(CheckpointError):
         self.valid = valid
         self.needed = needed
         self.signers = signers
+
+
+class InvalidMessageError(ConsensusError):
+    """A message or certificate that does not verify against the committee."""
+
+
+class InvalidBlockError(ConsensusError):
+    """A block that breaks a validity rule (leader, certificate, root, size, timestamp)."""
+
+
+class UnsafeError(ConsensusError):
+    """The safety rules refuse to sign this vote, timeout or proposal."""
+
+
+class StaleMessageError(ConsensusError):
+    """A message for a view this replica has already left."""
+
+
+class UnknownBlockError(ConsensusError):
+    """A message refers to a block this replica does not have (yet)."""
+
+
+class SafetyViolationError(ConsensusError):
+    """Two conflicting blocks would be committed; never raised unless > f validators are faulty."""

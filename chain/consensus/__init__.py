@@ -5,7 +5,6 @@ clock, safety store, block store and ledger; ``docs/consensus.md`` describes the
 its message formats and its safety and liveness arguments.
 """
 
-from chain.consensus.api import Committed, LedgerAPI
 from chain.consensus.blocks import GENESIS, GENESIS_QC, Block, Limits, QuorumCert, TimeoutCert
 from chain.consensus.codec import decode_message, encode_message
 from chain.consensus.committee import Committee
@@ -36,13 +35,11 @@ __all__ = [
     "BlockStore",
     "CheckpointVote",
     "Clock",
-    "Committed",
     "Committee",
     "Core",
     "CoreConfig",
     "InMemoryNetwork",
     "Ledger",
-    "LedgerAPI",
     "Limits",
     "MemoryLedger",
     "MemoryStore",

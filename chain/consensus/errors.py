@@ -1,46 +1,41 @@
-"""Errors of the consensus layer; all are :class:`chain.errors.ConsensusError`.
+"""The consensus layer's errors and its handler guard :func:`ensure`.
 
-::
+The error classes belong to the one tree of :mod:`chain.errors` (drawn there), under
+:class:`~chain.errors.ConsensusError`; they are re-exported here for the consensus code::
 
     ConsensusError
-    ├── InvalidMessageError     a message or certificate that does not verify (signature,
-    │                           signer, quorum, encoding); the peer is faulty or hostile
-    ├── InvalidBlockError       a block that breaks a validity rule (leader, root, size, time)
+    ├── InvalidMessageError     a message or certificate that does not verify
+    ├── InvalidBlockError       a block that breaks a validity rule
     ├── UnsafeError             a vote, timeout or proposal the safety rules refuse to sign
     ├── StaleMessageError       a message for a view the replica has already left
     ├── UnknownBlockError       a message that refers to a block the replica does not have
-    └── SafetyViolationError    two conflicting blocks would be committed: a bug or > f faults
+    └── SafetyViolationError    two conflicting blocks would be committed
 
-``MempoolFullError`` (busy, retry later) lives in :mod:`chain.errors`.
+``MempoolFullError`` (busy, retry later) is a sibling of ``ConsensusError``.
 """
 
 from __future__ import annotations
 
-from chain.errors import ConsensusError
+from chain.errors import (
+    ConsensusError,
+    InvalidBlockError,
+    InvalidMessageError,
+    SafetyViolationError,
+    StaleMessageError,
+    UnknownBlockError,
+    UnsafeError,
+)
 
-
-class InvalidMessageError(ConsensusError):
-    """A message or certificate that does not verify against the committee."""
-
-
-class InvalidBlockError(ConsensusError):
-    """A block that breaks a validity rule (leader, certificate, root, size, timestamp)."""
-
-
-class UnsafeError(ConsensusError):
-    """The safety rules refuse to sign this vote, timeout or proposal."""
-
-
-class StaleMessageError(ConsensusError):
-    """A message for a view this replica has already left."""
-
-
-class UnknownBlockError(ConsensusError):
-    """A message refers to a block this replica does not have (yet)."""
-
-
-class SafetyViolationError(ConsensusError):
-    """Two conflicting blocks would be committed; never raised unless > f validators are faulty."""
+__all__ = [
+    "ConsensusError",
+    "InvalidBlockError",
+    "InvalidMessageError",
+    "SafetyViolationError",
+    "StaleMessageError",
+    "UnknownBlockError",
+    "UnsafeError",
+    "ensure",
+]
 
 
 def ensure(condition: bool, error: type[ConsensusError], message: str) -> None:

@@ -1,9 +1,11 @@
-"""A validator's durable consensus state in one SQLite file: the safety state, blocks,
-the committed chain and committed checkpoints.
+"""A validator's durable consensus state in one SQLite file (``consensus.sqlite``): the
+safety state, blocks, the committed chain and committed checkpoints.
 
 Implements :class:`~chain.consensus.safety.SafetyStore` and
-:class:`~chain.consensus.store.BlockStore`. WAL journal; :meth:`save_safety` returns only once
-the state would survive a power cut (the core signs a vote only after that).
+:class:`~chain.consensus.store.BlockStore` (and what the node's client service reads:
+checkpoint and leaf-position lookups). WAL journal; :meth:`SqliteStore.save_safety`
+returns only once the state would survive a power cut (the core signs a vote only after
+that).
 
 Durability per write: the safety state and the committed marker of a block with entries
 are written with ``synchronous=FULL`` (fsync at commit: the core appends to the ledger
@@ -20,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chain.consensus.blocks import Block, Limits, QuorumCert
+from chain.consensus.codec import decode_block as _decode_block
+from chain.consensus.codec import encode_block as _encode_block
 from chain.consensus.encoding import Reader, Writer
 from chain.consensus.safety import SafetyState
-from chain.errors import ChainError
-from chain.node.wire import take_block_bytes
+from chain.errors import StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 0), state BLOB NOT NULL);
@@ -47,10 +50,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (tree_size INTEGER PRIMARY KEY, note TEXT
 _STORE_LIMITS = Limits(max_entries=1 << 24, max_block_bytes=1 << 31, max_entry_bytes=1 << 26)
 
 
-class StoreError(ChainError):
-    """The consensus store cannot be opened, read or written."""
-
-
 def encode_safety(state: SafetyState) -> bytes:
     """The stored bytes of ``state``: u64 last voted, u64 last proposed, high QC."""
     w = Writer().u64(state.last_voted_view).u64(state.last_proposed_view)
@@ -67,31 +66,24 @@ def decode_safety(data: bytes) -> SafetyState:
     return SafetyState(last_voted_view=voted, last_proposed_view=proposed, high_qc=qc)
 
 
-def encode_block(block: Block) -> bytes:
-    """The stored bytes of ``block`` (its canonical encoding, as in proposal frames)."""
-    cached = take_block_bytes(block)
-    if cached is not None:
-        return cached
-    w = Writer()
-    block.write(w)
-    return w.getvalue()
-
-
 def decode_block(data: bytes) -> Block:
-    """Parse :func:`encode_block` output."""
-    r = Reader(data)
-    block = Block.read(r, _STORE_LIMITS)
-    r.end()
-    return block
+    """Parse a stored block (:func:`chain.consensus.codec.encode_block` bytes)."""
+    return _decode_block(data, _STORE_LIMITS)
 
 
 class SqliteStore:
     """SafetyStore + BlockStore in ``<directory>/consensus.sqlite``. One thread."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        block_bytes: Callable[[Block], bytes | None] | None = None,
+    ) -> None:
         """Use :meth:`open`."""
         self._db = db
         self.path = path
+        self._block_bytes = block_bytes
         self._head: Block | None = None
         # Called with the tree size after a committed checkpoint is stored (wakes waiters).
         self.on_checkpoint: Callable[[int], None] | None = None
@@ -100,8 +92,15 @@ class SqliteStore:
             self._head = self.committed_block(int(row[0]))
 
     @classmethod
-    def open(cls, directory: Path) -> SqliteStore:
-        """Open (creating if missing) the store in ``directory``; raises :class:`StoreError`."""
+    def open(
+        cls, directory: Path, block_bytes: Callable[[Block], bytes | None] | None = None
+    ) -> SqliteStore:
+        """Open (creating if missing) the store in ``directory``; raises :class:`StoreError`.
+
+        ``block_bytes(block)``, if given, returns the block's canonical encoding when
+        already at hand (a node keeps it from the proposal frame), or None: the store
+        then need not encode blocks of thousands of entries a second time.
+        """
         path = Path(directory) / "consensus.sqlite"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +108,7 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
-            return cls(db, path)
+            return cls(db, path, block_bytes)
         except sqlite3.Error as e:
             raise StoreError(f"{path}: cannot open consensus store: {e}") from None
 
@@ -128,6 +127,10 @@ class SqliteStore:
                     self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: write failed: {e}") from None
+
+    def _encode(self, block: Block) -> bytes:
+        cached = self._block_bytes(block) if self._block_bytes is not None else None
+        return cached if cached is not None else _encode_block(block)
 
     # -- SafetyStore -----------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class SqliteStore:
         """Store a validated block (idempotent)."""
         self._write(
             "INSERT OR IGNORE INTO blocks (hash, height, data) VALUES (?, ?, ?)",
-            (block.hash, block.height, encode_block(block)),
+            (block.hash, block.height, self._encode(block)),
         )
 
     def get_block(self, block_hash: bytes) -> Block | None:
@@ -179,7 +182,7 @@ class SqliteStore:
                 if stored is None:  # normally put_block stored it already; encoding is costly
                     self._db.execute(
                         "INSERT INTO blocks (hash, height, data) VALUES (?, ?, ?)",
-                        (block.hash, block.height, encode_block(block)),
+                        (block.hash, block.height, self._encode(block)),
                     )
                 self._db.execute(
                     "INSERT OR REPLACE INTO committed (height, hash, tree_size) VALUES (?, ?, ?)",

@@ -3,8 +3,9 @@
 :class:`SafetyStore` (in :mod:`chain.consensus.safety`) holds what prevents equivocation;
 :class:`BlockStore` holds blocks, the committed chain and committed checkpoints. The SQLite
 implementation is :mod:`chain.consensus.sqlite_store`. :class:`MemoryStore` implements
-both for tests and the simulation: the object plays the node's disk, so it survives a
-simulated crash while the node's in-memory state does not.
+both (and the lookups of the node's client service) for tests and the simulation: the
+object plays the node's disk, so it survives a simulated crash while the node's in-memory
+state does not.
 """
 
 from __future__ import annotations
@@ -116,6 +117,19 @@ class MemoryStore:
         if tree_size is None:
             return self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
         return self._checkpoints.get(tree_size)
+
+    def checkpoint_at_or_above(self, tree_size: int) -> str | None:
+        """The smallest committed checkpoint of at least ``tree_size``."""
+        sizes = [s for s in self._checkpoints if s >= tree_size]
+        return self._checkpoints[min(sizes)] if sizes else None
+
+    def committed_position(self, index: int) -> tuple[int, int] | None:
+        """(height, tree size after it) of the committed block holding leaf ``index``."""
+        for height in sorted(self._committed):
+            block = self.committed_block(height)
+            if block is not None and block.tree_size > index:
+                return height, block.tree_size
+        return None
 
     def checkpoints(self) -> dict[int, str]:
         """All stored checkpoints by tree size (for the simulation's checks)."""

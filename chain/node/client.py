@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from chain.errors import ChainError, MempoolFullError
+from chain.errors import LedgerClientError as LedgerClientError
 from chain.node.results import (
     BatchTooLargeError,
     CommitInfo,
@@ -76,16 +77,6 @@ class LedgerClientProtocol(Protocol):
     async def close(self) -> None:
         """Release resources."""
         ...
-
-
-class LedgerClientError(ChainError):
-    """The ledger answered with an unexpected problem, or no validator was reachable."""
-
-    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
-        """``status``/``code``: the HTTP status and problem code, if any."""
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class _Unavailable(Exception):

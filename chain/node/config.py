@@ -47,13 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chain.errors import ChainError
+from chain.errors import ConfigError as ConfigError
 
 ROLES = ("validator", "observer")
-
-
-class ConfigError(ChainError):
-    """An invalid node configuration; the message names the file and the setting."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from chain.consensus.committee import Committee
 from chain.consensus.core import Core, CoreConfig
 from chain.consensus.mempool import Mempool, MempoolConfig
 from chain.consensus.messages import Message
+from chain.consensus.sqlite_store import SqliteStore
 from chain.consensus.transport import InMemoryNetwork
 from chain.errors import ChainError
 from chain.keys import Signer
@@ -44,7 +45,7 @@ from chain.node.results import (
     SubmitResult,
 )
 from chain.node.service import LedgerService
-from chain.node.sqlite_store import SqliteStore
+from chain.node.wire import take_block_bytes
 from chain.trust import TrustFile, Validator, make_genesis
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ async def start_embedded(
                 on_error=on_error,
                 executor=writer,
             )
-            store = SqliteStore.open(base)
+            store = SqliteStore.open(base, block_bytes=take_block_bytes)
             transport = network.register(signer.name, handler_for(signer.name))
             clock = AsyncioClock(loop, on_error=on_error)
             core = Core(

@@ -3,7 +3,7 @@ directory, its key, the peer transport and the HTTP server; graceful shutdown on
 SIGTERM/SIGINT.
 
 Layout of ``data_dir``: ``log/`` (the :class:`~chain.log.MerkleLog`) and
-``consensus.sqlite`` (:class:`~chain.node.sqlite_store.SqliteStore`).
+``consensus.sqlite`` (:class:`~chain.consensus.sqlite_store.SqliteStore`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from chain.consensus.errors import SafetyViolationError
 from chain.consensus.mempool import Mempool, MempoolConfig
 from chain.consensus.messages import Message
 from chain.consensus.pacemaker import PacemakerConfig
+from chain.consensus.sqlite_store import SqliteStore
 from chain.keys import Signer
 from chain.log import MerkleLog
 from chain.node.clock import AsyncioClock
@@ -33,8 +34,7 @@ from chain.node.deferred_ledger import DeferredLedger
 from chain.node.peer_transport import HttpTransport
 from chain.node.server import make_app
 from chain.node.service import LedgerService
-from chain.node.sqlite_store import SqliteStore
-from chain.node.wire import encode_entries
+from chain.node.wire import encode_entries, take_block_bytes
 from chain.trust import TrustFile
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Node:
             on_error=self._halt,
             executor=self._writer,
         )
-        self._store = SqliteStore.open(cfg.data_dir)
+        self._store = SqliteStore.open(cfg.data_dir, block_bytes=take_block_bytes)
         limits = block_limits(cfg)
         c = cfg.consensus
         mempool = None

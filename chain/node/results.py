@@ -10,29 +10,17 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from chain.errors import ChainError
+# The errors of the node's operations (defined in chain.errors, re-exported here).
+from chain.errors import BatchTooLargeError as BatchTooLargeError
+from chain.errors import CommitTimeoutError as CommitTimeoutError
+from chain.errors import EntryError as EntryError
+from chain.errors import NotFoundError as NotFoundError
 from chain.merkle import leaf_hash
 
 
 def entry_hash(entry: bytes) -> bytes:
     """The entry hash (leaf hash) of ``entry``."""
     return leaf_hash(entry)
-
-
-class EntryError(ChainError):
-    """A submitted entry is empty, too large, or the batch is malformed (HTTP 422)."""
-
-
-class BatchTooLargeError(ChainError):
-    """A submitted batch exceeds the node's per-request limits (HTTP 413)."""
-
-
-class NotFoundError(ChainError):
-    """The requested entry, block, checkpoint or tree size is not (yet) known (HTTP 404)."""
-
-
-class CommitTimeoutError(ChainError):
-    """The entry was not committed within the requested time (client side)."""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """Four validators and an observer in one process over the in-memory transport, on asyncio
-with the wall clock: entries submitted through the API are committed, proven and covered
+with the wall clock: entries submitted through the client service are committed, proven and covered
 by a checkpoint that verifies against the trust file."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from chain.checkpoint import verify_checkpoint
-from chain.consensus.api import LedgerAPI
 from chain.consensus.committee import Committee
 from chain.consensus.core import Core, CoreConfig
 from chain.consensus.ledger import MemoryLedger
@@ -16,6 +16,7 @@ from chain.consensus.pacemaker import PacemakerConfig
 from chain.consensus.store import MemoryStore
 from chain.consensus.transport import AsyncioClock, InMemoryNetwork
 from chain.merkle import leaf_hash, verify_consistency, verify_inclusion
+from chain.node.service import LedgerService
 from chain.sim.runner import signers, trust_file
 
 
@@ -55,30 +56,33 @@ async def test_four_validators_commit_and_checkpoint() -> None:
     for core in cores:
         core.start()
 
-    api = LedgerAPI(cores[1])
+    # The client service over the second validator (the embedded mode's service).
+    service = LedgerService([cores[1]], cores[1].store)  # type: ignore[arg-type]
     entries = [f"entry {i}".encode() for i in range(50)]
-    leaves = api.submit_entries(entries)
+    result = await service.submit(entries)
+    leaves = list(result.entry_hashes)
     assert leaves == [leaf_hash(e) for e in entries]
-    done = await asyncio.wait_for(asyncio.gather(*(api.wait_committed(x) for x in leaves)), 10)
-    assert sorted(d.leaf_index for d in done) == list(range(50))
+    done = await asyncio.gather(*(service.wait_committed(x, 10) for x in leaves))
+    assert all(d is not None for d in done)
+    infos = [d for d in done if d is not None]
+    assert sorted(d.leaf_index for d in infos) == list(range(50))
 
     # Every replica, the observer included, reaches the same log.
-    target = max(d.tree_size for d in done)
+    target = max(d.tree_size for d in infos)
     await wait_for(lambda: all(c.ledger.size >= target for c in cores))
     await wait_for(lambda: all(c.store.checkpoint(target) is not None for c in cores))
     roots = {c.ledger.root() for c in cores if c.ledger.size == target}
     assert len(roots) == 1
 
-    note = api.latest_checkpoint()
+    note = service.latest_checkpoint()
     assert note is not None
     verified = verify_checkpoint(note, trust)
     size, root = verified.checkpoint.size, verified.checkpoint.root
-    first = done[0]
-    proof = api.inclusion_proof(first.leaf_index, size)
-    verify_inclusion(first.leaf_index, size, leaves[0], proof, root)
-    old = api.block(first.height)
-    assert old is not None and 0 < old.tree_size <= size
-    proof = api.consistency_proof(old.tree_size, size)
-    verify_consistency(old.tree_size, size, old.root, root, proof)
-    genesis = api.block(0)
-    assert genesis is not None and genesis.height == 0 and genesis.tree_size == 0
+    first = infos[0]
+    proof = service.inclusion_proof(tree_size=size, leaf_index=first.leaf_index)
+    verify_inclusion(first.leaf_index, size, leaves[0], list(proof.hashes), root)
+    old = service.block(first.block_height)
+    assert 0 < old["tree_size"] <= size
+    cons = service.consistency_proof(old["tree_size"], size)
+    old_root = base64.b64decode(old["root"])
+    verify_consistency(old["tree_size"], size, old_root, root, list(cons.hashes))

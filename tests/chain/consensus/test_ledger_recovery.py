@@ -41,7 +41,7 @@ class Clock:
 
 
 def open_core(tmp_path: Path) -> tuple[Core, SqliteStore, MerkleLog]:
-    store = SqliteStore(tmp_path / "consensus.sqlite")
+    store = SqliteStore.open(tmp_path)
     log = MerkleLog.open(tmp_path / "log")
     core = Core(
         name=KEYS[0].name,
@@ -57,7 +57,7 @@ def open_core(tmp_path: Path) -> tuple[Core, SqliteStore, MerkleLog]:
 
 
 def test_ledger_behind_the_committed_mark_is_replayed(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "consensus.sqlite")
+    store = SqliteStore.open(tmp_path)
     for block in (B1, B2, B3):
         store.put_block(block)
     store.set_committed(B1)
@@ -77,7 +77,7 @@ def test_ledger_behind_the_committed_mark_is_replayed(tmp_path: Path) -> None:
 
 
 def test_ledger_that_disagrees_with_the_chain_is_refused(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "consensus.sqlite")
+    store = SqliteStore.open(tmp_path)
     store.set_committed(B1)
     store.close()
     log = MerkleLog.open(tmp_path / "log")

@@ -1,19 +1,19 @@
-"""Pacemaker timeout growth, and the client API's back-pressure and lookups."""
+"""Pacemaker timeout growth, and the client service's back-pressure and lookups over a
+core with in-memory stores."""
 
 from __future__ import annotations
 
 import pytest
 from builders import COMMITTEE, KEYS
 
-from chain.consensus.api import LedgerAPI
 from chain.consensus.core import Core
-from chain.consensus.errors import InvalidMessageError, UnknownBlockError
 from chain.consensus.ledger import MemoryLedger
 from chain.consensus.mempool import Mempool, MempoolConfig
 from chain.consensus.pacemaker import Pacemaker, PacemakerConfig
 from chain.consensus.store import MemoryStore
-from chain.errors import MempoolFullError
+from chain.errors import EntryError, MempoolFullError, NotFoundError
 from chain.merkle import leaf_hash
+from chain.node.service import LedgerService
 
 
 def test_timeouts_grow_while_views_fail_and_reset_on_progress() -> None:
@@ -48,10 +48,9 @@ class Frozen:
         pass
 
 
-def make_api(mempool: MempoolConfig) -> LedgerAPI:
+def make_service(mempool: MempoolConfig) -> LedgerService:
     store = MemoryStore()
-    ledger = MemoryLedger()
-    ledger_core = Core(
+    core = Core(
         name=KEYS[0].name,
         committee=COMMITTEE,
         signer=KEYS[0],
@@ -59,27 +58,33 @@ def make_api(mempool: MempoolConfig) -> LedgerAPI:
         clock=Frozen(),
         block_store=store,
         safety_store=store,
-        ledger=ledger,
+        ledger=MemoryLedger(),
         mempool=Mempool(mempool),
     )
-    return LedgerAPI(ledger_core)
+    return LedgerService([core], store)
 
 
-def test_busy_mempool_says_retry_later() -> None:
-    api = make_api(MempoolConfig(max_entries=3))
-    assert api.submit_entries([b"a", b"b"]) == [leaf_hash(b"a"), leaf_hash(b"b")]
+async def test_busy_mempool_says_retry_later() -> None:
+    service = make_service(MempoolConfig(max_entries=3))
+    result = await service.submit([b"a", b"b"])
+    assert result.entry_hashes == (leaf_hash(b"a"), leaf_hash(b"b")) and result.accepted == 2
     with pytest.raises(MempoolFullError):
-        api.submit_entries([b"c", b"d"])
-    api.submit_entries([b"c"])
+        await service.submit([b"c", b"d"])
+    assert (await service.submit([b"c"])).accepted == 1
 
 
-def test_lookups_of_unknown_things() -> None:
-    api = make_api(MempoolConfig())
-    assert api.committed(leaf_hash(b"nope")) is None
-    assert api.latest_checkpoint() is None and api.block(5) is None
-    with pytest.raises(UnknownBlockError):
-        api.inclusion_proof_by_hash(leaf_hash(b"nope"), 0)
-    with pytest.raises(InvalidMessageError):
-        api.inclusion_proof(0, 1)  # beyond the committed size
-    with pytest.raises(InvalidMessageError):
-        api.consistency_proof(2, 1)
+async def test_lookups_of_unknown_things() -> None:
+    service = make_service(MempoolConfig())
+    assert service.lookup(leaf_hash(b"nope")) is None
+    assert await service.wait_committed(leaf_hash(b"nope"), 0.01) is None
+    assert service.latest_checkpoint() is None
+    with pytest.raises(NotFoundError):
+        service.block(5)
+    with pytest.raises(NotFoundError):
+        service.inclusion_proof(tree_size=1, entry_hash=leaf_hash(b"nope"))
+    with pytest.raises(NotFoundError):
+        service.inclusion_proof(tree_size=1, leaf_index=0)  # beyond the committed size
+    with pytest.raises(EntryError):
+        service.consistency_proof(2, 1)
+    with pytest.raises(EntryError):
+        await service.submit([b""])

@@ -20,8 +20,8 @@ B2, F2 = child(B1, F1, entries=(b"e2", b"e3"))
 
 
 def test_reopen_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "consensus.sqlite"
-    store = SqliteStore(path)
+    path = tmp_path
+    store = SqliteStore.open(path)
     assert store.load_safety() is None and store.committed_head() is None
     state = SafetyState(last_voted_view=7, last_proposed_view=5, high_qc=qc_for(B2))
     store.save_safety(state)
@@ -31,7 +31,7 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
     store.put_checkpoint(1, "note-1")
     store.close()
 
-    again = SqliteStore(path)
+    again = SqliteStore.open(path)
     assert again.load_safety() == state
     assert again.committed_head() == B1 and again.committed_block(1) == B1
     assert again.get_block(B2.hash) == B2
@@ -70,7 +70,7 @@ class ManualTimer:
 
 
 def make_core(path: Path, outbox: Outbox) -> tuple[Core, SqliteStore]:
-    store = SqliteStore(path)
+    store = SqliteStore.open(path)
     core = Core(
         name=KEYS[0].name,
         committee=COMMITTEE,
@@ -86,7 +86,7 @@ def make_core(path: Path, outbox: Outbox) -> tuple[Core, SqliteStore]:
 
 
 def test_restarted_validator_does_not_vote_twice(tmp_path: Path) -> None:
-    path = tmp_path / "v0.sqlite"
+    path = tmp_path / "v0"
     first = Outbox()
     core, store = make_core(path, first)
     core.handle("v1", propose(B1))

@@ -23,8 +23,8 @@ from chain.consensus.messages import (
     Vote,
 )
 from chain.consensus.safety import SafetyState
+from chain.consensus.sqlite_store import SqliteStore
 from chain.merkle import CompactRange, leaf_hash
-from chain.node.sqlite_store import SqliteStore
 from chain.node.wire import (
     ForwardedEntries,
     decode_batch,
@@ -154,7 +154,7 @@ def test_store_reuses_proposal_bytes_exactly(tmp_path: Path) -> None:
     frame = encode_message(Proposal(block, _b(64)))
     decoded = decode_message(frame, LIMITS)
     assert isinstance(decoded, Proposal)
-    store = SqliteStore.open(tmp_path)
+    store = SqliteStore.open(tmp_path, block_bytes=take_block_bytes)  # as a node opens it
     try:
         store.put_block(decoded.block)  # stored from the frame's bytes, taken once
         assert take_block_bytes(block) is None
