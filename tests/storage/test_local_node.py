@@ -241,7 +241,7 @@ def test_errno_mapping(code: int, kind: type) -> None:
     assert type(err) is kind and err.node == "n1" and err.key == "k"
 
 
-async def test_concurrent_writes_share_folder_fsyncs(
+async def test_concurrent_large_writes_share_folder_fsyncs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import storage.nodes.local as local
@@ -255,11 +255,12 @@ async def test_concurrent_writes_share_folder_fsyncs(
 
     monkeypatch.setattr(local, "_fsync_dir_async", counting)
     node = LocalFolderNode("n1", tmp_path / "n1")
-    await node.put("d/first", b"0")
+    big = local.SMALL_BLOB
+    await node.put("d/first", b"0" * big)
     # The new folder d and the root, which gained d's entry, are both made durable.
     assert calls == [str(tmp_path / "n1" / "d"), str(tmp_path / "n1")]
     calls.clear()
-    blobs = {f"d/{i:02d}": os.urandom(1000 + i) for i in range(40)}
+    blobs = {f"d/{i:02d}": os.urandom(big + i) for i in range(40)}
     await asyncio.gather(*(node.put(k, v) for k, v in blobs.items()))
     for k, v in blobs.items():
         assert await node.get(k) == v
@@ -267,6 +268,86 @@ async def test_concurrent_writes_share_folder_fsyncs(
     assert 1 <= len(calls) < len(blobs)
     assert set(calls) == {str(tmp_path / "n1" / "d")}
     assert node._dir_syncs == {}
+
+
+async def test_concurrent_small_writes_share_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.nodes.local as local
+
+    if local._SYNCFS is None:
+        pytest.skip("no syncfs(2) here: small writes take the fsync path")
+    synced: list[str] = []
+    fsyncs: list[int] = []
+    real_syncfs, real_fsync = local._syncfs_async, os.fsync
+
+    async def counting_syncfs(folder: str) -> None:
+        synced.append(folder)
+        await real_syncfs(folder)
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(local, "_syncfs_async", counting_syncfs)
+    monkeypatch.setattr(local.os, "fsync", counting_fsync)
+    nodes = [LocalFolderNode(f"n{i}", tmp_path / f"n{i}") for i in range(3)]
+    await nodes[0].put("d/first", b"0")
+    assert len(synced) == 1 and fsyncs == []  # durable through the filesystem's commit
+    synced.clear()
+    blobs = {f"d/{i:02d}": os.urandom(1000 + i) for i in range(40)}
+    await asyncio.gather(*(n.put(k, v) for k, v in blobs.items() for n in nodes))
+    for n in nodes:
+        for k, v in blobs.items():
+            assert await n.get(k) == v
+    # Every put waited for a syncfs that started after its rename; the nodes share a
+    # filesystem, so 120 puts shared a few.
+    assert 1 <= len(synced) < len(blobs) and fsyncs == []
+
+
+async def test_a_failed_syncfs_fails_every_write_it_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.nodes.local as local
+
+    if local._SYNCFS is None:
+        pytest.skip("no syncfs(2) here")
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    outcomes = ["ok", "fail", "ok"]  # of the 1st, 2nd, 3rd syncfs
+    calls: list[str] = []
+    real = local._syncfs_async
+
+    async def scripted(folder: str) -> None:
+        outcome = outcomes[len(calls)]
+        calls.append(outcome)
+        if len(calls) == 1:
+            entered.set()
+            await release.wait()
+        if outcome == "fail":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        await real(folder)
+
+    monkeypatch.setattr(local, "_syncfs_async", scripted)
+    node = LocalFolderNode("n1", tmp_path / "n1")
+    first = asyncio.create_task(node.put("a", b"1"))
+    await entered.wait()
+    # b and c are renamed while the first syncfs runs: the next one covers both.
+    queued = [asyncio.create_task(node.put(k, b"2")) for k in ("b", "c")]
+    commit = local._fs_commit(os.stat(tmp_path / "n1").st_dev)
+    deadline = asyncio.get_running_loop().time() + 10
+    while commit.requested < 3:
+        assert asyncio.get_running_loop().time() < deadline, "the writes never renamed"
+        await asyncio.sleep(0.001)
+    release.set()
+    await first
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    # The kernel reports a writeback error once: every write the failed syncfs covered
+    # fails, none is acknowledged by a retry that would report nothing.
+    assert [type(r) for r in results] == [NodeIOError, NodeIOError]
+    assert calls == ["ok", "fail"]
+    await node.put("d", b"3")  # a later write is covered by a fresh syncfs
+    assert calls == ["ok", "fail", "ok"] and await node.get("d") == b"3"
 
 
 def test_a_writer_killed_mid_write_leaves_the_old_blob_or_the_new_one(tmp_path: Path) -> None:
