@@ -3,8 +3,10 @@
 Entries from concurrent uploads are batched: the worker drains what is queued (up to
 ``batch_size`` entries, waiting at most ``linger`` seconds for more) and submits them in
 one call. Each submitted entry then gets a watcher that waits for the commit and for
-the signed checkpoint covering it, records leaf index and block height in the index,
-and wakes whoever waits for that document.
+the signed checkpoint covering it, records leaf index and block height in the index
+(through the group-committing :class:`~notary.index.writer.IndexWriter`: the records of
+every entry committed together share one transaction), and wakes whoever waits for that
+document with the :class:`Anchored` facts.
 
 Two kinds of record are anchored, each a row with a ``status`` column: a document
 (``documents``, keyed by its id) and a custody event (``custody_events``, keyed by its
@@ -22,14 +24,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
 from notary.index.models import CustodyEvent, Document
+from notary.index.writer import IndexWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,15 @@ DOCUMENT = "document"
 CUSTODY = "custody"
 # (kind, id) of the row an entry belongs to.
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """Where an entry landed, as recorded in the index when it was anchored."""
+
+    leaf_index: int
+    block_height: int
+    anchored_at: datetime
 
 
 class AnchorWorker:
@@ -52,16 +64,20 @@ class AnchorWorker:
         commit_timeout: float = 30.0,
         retry_delay: float = 0.2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        writer: IndexWriter | None = None,
     ) -> None:
+        """``writer``: the index's group committer (one of its own over ``sessions`` if
+        None; share the service's so that their writes share transactions)."""
         self._ledger = ledger
         self._sessions = sessions
+        self._writer = writer or IndexWriter(sessions)
         self._batch_size = batch_size
         self._linger = linger
         self._commit_timeout = commit_timeout
         self._retry_delay = retry_delay
         self._clock = clock
         self._queue: asyncio.Queue[tuple[Key, bytes]] = asyncio.Queue()
-        self._waiters: dict[Key, asyncio.Future[None]] = {}
+        self._waiters: dict[Key, asyncio.Future[Anchored]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -96,15 +112,15 @@ class AnchorWorker:
         """Queue a custody event's entry for anchoring."""
         self._queue.put_nowait(((CUSTODY, str(event_id)), entry))
 
-    def wait_anchored(self, doc_id: str) -> asyncio.Future[None]:
+    def wait_anchored(self, doc_id: str) -> asyncio.Future[Anchored]:
         """A future resolved when the document's entry is committed and recorded."""
         return self._waiter((DOCUMENT, doc_id))
 
-    def wait_custody(self, event_id: int) -> asyncio.Future[None]:
+    def wait_custody(self, event_id: int) -> asyncio.Future[Anchored]:
         """A future resolved when the custody event's entry is committed and recorded."""
         return self._waiter((CUSTODY, str(event_id)))
 
-    def _waiter(self, key: Key) -> asyncio.Future[None]:
+    def _waiter(self, key: Key) -> asyncio.Future[Anchored]:
         fut = self._waiters.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
@@ -155,22 +171,17 @@ class AnchorWorker:
             self._queue.put_nowait((key, entry))
             return
         kind, ident = key
+        anchored = Anchored(info.leaf_index, info.block_height, self._clock())
+        values = {
+            "status": "anchored",
+            "leaf_index": anchored.leaf_index,
+            "block_height": anchored.block_height,
+            "anchored_at": anchored.anchored_at,
+        }
         if kind == CUSTODY:
-            where = CustodyEvent.id == int(ident)
-            table: type[Document] | type[CustodyEvent] = CustodyEvent
+            await self._writer.update(CustodyEvent, int(ident), values)
         else:
-            where, table = Document.id == ident, Document
-        async with self._sessions.begin() as s:
-            await s.execute(
-                update(table)
-                .where(where)
-                .values(
-                    status="anchored",
-                    leaf_index=info.leaf_index,
-                    block_height=info.block_height,
-                    anchored_at=self._clock(),
-                )
-            )
+            await self._writer.update(Document, ident, values)
         fut = self._waiters.pop(key, None)
         if fut is not None and not fut.done():
-            fut.set_result(None)
+            fut.set_result(anchored)

@@ -39,6 +39,7 @@ from notary.http.sharing import sharing_routes
 from notary.http.streams import STREAMS, stream_routes
 from notary.http.verify import TRUST, verify_routes
 from notary.index.db import create_engine, ensure_current
+from notary.index.writer import IndexWriter
 from notary.sealed_io import Sealing, load_keyring
 from notary.service import NotaryService
 from notary.streams import StreamService
@@ -101,6 +102,7 @@ class Notary:
     async def close(self) -> None:
         """Stop anchoring, the ledger (or its client), storage and the database."""
         await self.worker.stop()
+        await self.service.writer.close()  # let queued index writes land
         await self.ledger.close()
         await self.store.close()
         await self.engine.dispose()
@@ -177,7 +179,8 @@ async def build(settings: Settings) -> Notary:
         await store.close()
         await engine.dispose()
         raise
-    worker = AnchorWorker(ledger, sessions)
+    writer = IndexWriter(sessions)  # one group committer: all index writes share commits
+    worker = AnchorWorker(ledger, sessions, writer=writer)
     service = NotaryService(
         store,
         sessions,
@@ -186,6 +189,7 @@ async def build(settings: Settings) -> Notary:
         trust.chain_id,
         max_upload_bytes=settings.limits.max_upload_bytes,
         sealing=sealing,
+        writer=writer,
     )
     await service.abandon_unfinished(STALE_UPLOAD)
     worker.start(await service.pending(), await service.pending_custody())

@@ -36,10 +36,12 @@ from chain.node.results import NotFoundError as ChainNotFound
 from chain.note import parse_note
 from notary import errors
 from notary.access import CASE_REF, ORG, Principal, Rights, Role, may_upload, rights
+from notary.anchoring import Anchored
 from notary.custody import CustodyEvent as CustodyRecord
 from notary.custody import CustodyProof, format_time, parse_event
 from notary.entry import custody_entry, document_entry
 from notary.index.models import CaseOrder, CaseOrderDocument, CustodyEvent, Document, Share
+from notary.index.writer import IndexWriter
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
 from notary.sealed_io import Sealing, is_sealed, must_seal
@@ -68,7 +70,7 @@ class Anchorer(Protocol):
         """Queue ``entry`` (of document ``doc_id``) for anchoring; returns at once."""
         ...
 
-    def wait_anchored(self, doc_id: str) -> Awaitable[None]:
+    def wait_anchored(self, doc_id: str) -> Awaitable[Anchored]:
         """Resolves once the document's entry is committed and its row says so."""
         ...
 
@@ -191,8 +193,12 @@ class NotaryService:
         clock: Clock = lambda: datetime.now(UTC),
         random_bytes: RandomBytes = os.urandom,
         sealing: Sealing | None = None,
+        writer: IndexWriter | None = None,
     ) -> None:
+        """``writer``: the index's group committer (share the anchorer's, so that their
+        writes share transactions; one of its own over ``sessions`` if None)."""
         self.store = store
+        self.writer = writer or IndexWriter(sessions)
         self.sealing = sealing or Sealing(None)
         self.sessions = sessions
         self.anchorer = anchorer
@@ -220,77 +226,123 @@ class NotaryService:
         acknowledges the upload and may raise to refuse it: the row and the fragments
         are then removed, and the error propagates.
         """
+        row, _ = await self._upload(who, meta, body, entry_for, on_stored, wait=False)
+        return _view(row)
+
+    async def upload_anchored(
+        self, who: Principal, meta: UploadMetadata, body: AsyncIterable[bytes], timeout: float
+    ) -> tuple[DocumentView, Receipt]:
+        """Upload one document, wait until it is anchored and return it with its receipt.
+
+        ChainUnavailableError if anchoring takes over ``timeout`` s (the document stays
+        stored and is anchored later). Reads nothing back from the index: this request
+        wrote the row, and the anchorer says where the entry landed once that is recorded.
+        """
+        row, anchoring = await self._upload(who, meta, body, _document_entry, None, wait=True)
+        assert anchoring is not None
+        try:
+            anchored = await asyncio.wait_for(asyncio.shield(anchoring), timeout)
+        except TimeoutError:
+            raise errors.ChainUnavailableError(
+                f"document {row.id} is stored but not anchored within {timeout:g} s; "
+                "it will be anchored later: poll its status",
+                document=row.id,
+            ) from None
+        row.status = "anchored"
+        row.leaf_index = anchored.leaf_index
+        row.block_height = anchored.block_height
+        row.anchored_at = anchored.anchored_at
+        return _view(row), await self._receipt_of(row, None)
+
+    async def _upload(
+        self,
+        who: Principal,
+        meta: UploadMetadata,
+        body: AsyncIterable[bytes],
+        entry_for: EntryBuilder,
+        on_stored: OnStored | None,
+        *,
+        wait: bool,
+    ) -> tuple[Document, Awaitable[Anchored] | None]:
+        """The upload (see ``upload``): the row as written (not attached to a session)
+        and, if ``wait``, the anchorer's future for it (taken before the entry is queued)."""
         doc_id = self._random(16).hex()
         salt = self._random(32)
-        await self._insert_storing(who, meta, doc_id, salt)
+        row = await self._insert_storing(who, meta, doc_id, salt)
         try:
             manifest, size, sha256 = await self._store(doc_id, meta, body)
         except BaseException:
             await self._forget(doc_id)
             raise
         entry = entry_for(salt, bytes.fromhex(sha256))
+        stored = {
+            "status": "anchoring",
+            "size": size,
+            "sha256": sha256,
+            "manifest": json.dumps(to_dict(manifest), separators=(",", ":")),
+            "entry": entry,
+            "entry_hash": leaf_hash(entry).hex(),
+        }
         try:
-            async with self.sessions.begin() as s:
-                await s.execute(
-                    update(Document)
-                    .where(Document.id == doc_id)
-                    .values(
-                        status="anchoring",
-                        size=size,
-                        sha256=sha256,
-                        manifest=json.dumps(to_dict(manifest), separators=(",", ":")),
-                        entry=entry,
-                        entry_hash=leaf_hash(entry).hex(),
-                    )
-                )
-                if on_stored is not None:
+            if on_stored is None:
+                await self.writer.update(Document, doc_id, stored)
+            else:
+                async with self.sessions.begin() as s:
+                    await s.execute(update(Document).where(Document.id == doc_id).values(stored))
                     await on_stored(s, doc_id, manifest)
         except BaseException:
             await self._forget(doc_id)
             with contextlib.suppress(StorageError):  # leftovers are invisible without a row
                 await self.store.delete(manifest)
             raise
+        for column, value in stored.items():
+            setattr(row, column, value)
+        anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
         self.anchorer.enqueue(doc_id, entry)
-        return await self.get(who, doc_id)
+        return row, anchoring
 
     async def _insert_storing(
         self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes
-    ) -> None:
+    ) -> Document:
+        """Insert the document's row as ``storing``; return it (not attached to a session)."""
         if not may_upload(who):
             raise errors.ForbiddenError(f"the role {who.role} may not upload documents")
+        columns: dict[str, object] = {
+            "id": doc_id,
+            "org": who.org,
+            "kind": meta.kind.value,
+            "title": meta.title,
+            "filename": meta.filename,
+            "media_type": meta.media_type,
+            "project": meta.project,
+            "supersedes": meta.supersedes,
+            "chain_root": doc_id,
+            "version": 1,
+            "status": "storing",
+            "salt": salt,
+            "created_at": self._clock(),
+        }
+        if meta.supersedes is None:
+            # A first version: no reads, no constraint another upload could race for;
+            # the row shares a transaction with the other uploads of the moment.
+            await self.writer.insert(Document, columns)
+            return Document(**columns)
         async with self.sessions.begin() as s:
-            chain_root, version, org = doc_id, 1, who.org
-            if meta.supersedes is not None:
-                prior, granted = await self._visible(s, who, meta.supersedes)
-                if not granted.owner:
-                    raise errors.ForbiddenError(
-                        f"only the organisation owning document {meta.supersedes} may supersede it"
-                    )
-                # A new version belongs to the chain's organisation, whoever uploads it.
-                chain_root, version, org = prior.chain_root, prior.version + 1, prior.org
-            s.add(
-                Document(
-                    id=doc_id,
-                    org=org,
-                    kind=meta.kind.value,
-                    title=meta.title,
-                    filename=meta.filename,
-                    media_type=meta.media_type,
-                    project=meta.project,
-                    supersedes=meta.supersedes,
-                    chain_root=chain_root,
-                    version=version,
-                    status="storing",
-                    salt=salt,
-                    created_at=self._clock(),
+            prior, granted = await self._visible(s, who, meta.supersedes)
+            if not granted.owner:
+                raise errors.ForbiddenError(
+                    f"only the organisation owning document {meta.supersedes} may supersede it"
                 )
-            )
+            # A new version belongs to the chain's organisation, whoever uploads it.
+            columns.update(chain_root=prior.chain_root, version=prior.version + 1, org=prior.org)
+            s.add(Document(**columns))
             try:
                 await s.flush()
             except IntegrityError:
                 raise errors.AlreadySupersededError(
                     f"document {meta.supersedes} already has a newer version"
                 ) from None
+        return Document(**columns)
 
     async def _store(
         self, doc_id: str, meta: UploadMetadata, body: AsyncIterable[bytes]
@@ -387,6 +439,10 @@ class NotaryService:
         """
         async with self.sessions() as s:
             row, _ = await self._visible(s, who, doc_id)
+        return await self._receipt_of(row, tree_size)
+
+    async def _receipt_of(self, row: Document, tree_size: int | None) -> Receipt:
+        doc_id = row.id
         if row.status != "anchored" or row.leaf_index is None or row.entry is None:
             raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
         assert row.sha256 is not None and row.size is not None

@@ -103,17 +103,16 @@ async def upload(request: web.Request) -> web.Response:
             query.setdefault("media_type", request.content_type)
         meta, body = parse_metadata(query), _raw_body(request)
     who = principal(request)
-    doc = await service.upload(who, meta, body)
-    location = f"/v1/documents/{doc.id}"
     if wait:
         timeout = _timeout(request.query.get("timeout"))
-        doc = await service.wait_anchored(who, doc.id, timeout)
-        receipt = await service.receipt(who, doc.id)
+        doc, receipt = await service.upload_anchored(who, meta, body, timeout)
         return web.json_response(
             {"document": doc.to_json(), "receipt": receipt.to_json()},
             status=201,
-            headers={"Location": location},
+            headers={"Location": f"/v1/documents/{doc.id}"},
         )
+    doc = await service.upload(who, meta, body)
+    location = f"/v1/documents/{doc.id}"
     return web.json_response(doc.to_json(), status=202, headers={"Location": location})
 
 

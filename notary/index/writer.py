@@ -1,0 +1,149 @@
+"""Group commit for the index: small writes of concurrent requests share one transaction.
+
+A commit costs an fsync (SQLite with ``synchronous=FULL``; PostgreSQL likewise), and every
+upload writes its row three times (``storing``, ``anchoring``, ``anchored``): at hundreds
+of uploads per second, one transaction per write is the bottleneck. The writer queues
+writes; one flusher commits everything queued in one transaction and then wakes the
+writers. A write returns only once the transaction holding it has committed, so it is as
+durable as with a commit of its own. Writes queued while a commit runs form the next
+batch: the batch grows with the load, and an idle writer adds no delay.
+
+Within a batch, rows of one table written with the same columns go in one ``executemany``
+statement (inserts; updates by primary key). If the batch fails (one row breaks a
+constraint, say), it is rolled back and each write is retried in a transaction of its own,
+so a bad write fails alone, with its own error, and the others still land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert, Update
+
+from notary.index.models import Base
+
+# Statement shape: (kind, table name, sorted column names).
+_Shape = tuple[str, str, tuple[str, ...]]
+
+
+@dataclass
+class _Write:
+    kind: str  # "insert" or "update"
+    table: Table
+    values: dict[str, Any]
+    key: Any = None  # primary key of the row an update targets
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    @property
+    def shape(self) -> _Shape:
+        return (self.kind, self.table.name, tuple(sorted(self.values)))
+
+    def params(self) -> dict[str, Any]:
+        if self.kind == "insert":
+            return self.values
+        return {"k_id": self.key, **{f"v_{c}": v for c, v in self.values.items()}}
+
+
+class IndexWriter:
+    """Queues inserts and updates by primary key and commits them in shared transactions."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 1000):
+        """``max_batch``: most writes per transaction (bounds a transaction's size)."""
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._queue: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._statements: dict[_Shape, Insert | Update] = {}
+        self.commits = 0  # transactions committed (for tests and benchmarks)
+
+    async def insert(self, model: type[Base], values: Mapping[str, Any]) -> None:
+        """Insert one row of ``model`` (column name -> value); returns once committed.
+
+        Raises what the database raised for this row (e.g. IntegrityError).
+        """
+        await self._submit(_Write("insert", _table(model), dict(values)))
+
+    async def update(self, model: type[Base], key: Any, values: Mapping[str, Any]) -> None:
+        """Set ``values`` on the row of ``model`` whose ``id`` is ``key``; returns once
+        committed (a missing row is not an error: nothing is updated)."""
+        await self._submit(_Write("update", _table(model), dict(values), key))
+
+    async def close(self) -> None:
+        """Wait for the writes already queued to be committed (or to fail)."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
+
+    async def _submit(self, write: _Write) -> None:
+        self._queue.append(write)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await write.done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: len(batch)]
+            batch = [w for w in batch if not w.done.done()]  # drop cancelled writers
+            if not batch:
+                continue
+            try:
+                await self._commit(batch)
+            except Exception:
+                # Isolate the culprit: each write alone, with its own outcome.
+                for w in batch:
+                    try:
+                        await self._commit([w])
+                    except Exception as e:
+                        if not w.done.done():
+                            w.done.set_exception(e)
+                    else:
+                        _resolve(w)
+            else:
+                for w in batch:
+                    _resolve(w)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        groups: dict[_Shape, list[_Write]] = {}
+        for w in batch:
+            groups.setdefault(w.shape, []).append(w)
+        async with self._sessions.begin() as s:
+            conn = await s.connection()
+            for shape, writes in groups.items():
+                params = [w.params() for w in writes]
+                await conn.execute(self._statement(shape, writes[0].table), params)
+        self.commits += 1
+
+    def _statement(self, shape: _Shape, table: Table) -> Insert | Update:
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            kind, _, columns = shape
+            if kind == "insert":
+                stmt = insert(table)
+            else:
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("k_id"))
+                    .values({c: bindparam(f"v_{c}") for c in columns})
+                )
+            self._statements[shape] = stmt
+        return stmt
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _resolve(w: _Write) -> None:
+    if not w.done.done():
+        w.done.set_result(None)
