@@ -11,9 +11,9 @@ sender's name (a return address only: every consensus message authenticates itse
 signature, bound to chain id and view).
 
 Submitted entries travel apart from that stream: :meth:`HttpTransport.replicate` posts them
-to every validator at once (``<peer>/peer/v1/entries``) and reports how many took them
-into their mempools, so a node acknowledges a submission only once other validators
-hold it too.
+to as many validators as needed (``<peer>/peer/v1/entries``), the preferred first and the
+next ones in place of any that fail, and reports how many took them into their mempools,
+so a node acknowledges a submission only once other validators hold it too.
 """
 
 from __future__ import annotations
@@ -132,23 +132,26 @@ class HttpTransport:
     async def replicate(
         self, frame: bytes, to: Sequence[str], needed: int, timeout_s: float
     ) -> int:
-        """Post the entries ``frame`` to the peers ``to`` at once; return how many took it
-        into their mempool (2xx), as soon as ``needed`` did, or when all answered or
-        ``timeout_s`` passed. Posts still running then go on in the background (every
-        validator that gets the entries can propose them)."""
-        if self._session is None or self._closed:
+        """Post the entries ``frame`` to ``needed`` peers, taken in the order of ``to``
+        (the preferred first), replacing each that fails with the next one; return how
+        many took it into their mempool (2xx): ``needed`` unless the candidates ran out
+        or ``timeout_s`` passed first."""
+        if self._session is None or self._closed or needed <= 0:
             return 0
-        tasks: list[asyncio.Task[bool]] = []
-        for name in to:
-            peer = self.peers.get(name)
-            if peer is not None:
-                task = asyncio.create_task(self._post_entries(peer, frame))
-                self._replications.add(task)
-                task.add_done_callback(self._replications.discard)
-                tasks.append(task)
+        candidates = [self.peers[n] for n in to if n in self.peers]
+        pending: set[asyncio.Task[bool]] = set()
+
+        def launch() -> None:
+            peer = candidates.pop(0)
+            task = asyncio.create_task(self._post_entries(peer, frame))
+            self._replications.add(task)
+            task.add_done_callback(self._replications.discard)
+            pending.add(task)
+
+        while candidates and len(pending) < needed:
+            launch()
         acked = 0
         deadline = time.monotonic() + timeout_s
-        pending: set[asyncio.Task[bool]] = set(tasks)
         while pending and acked < needed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -156,7 +159,11 @@ class HttpTransport:
             done, pending = await asyncio.wait(
                 pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
-            acked += sum(1 for t in done if not t.cancelled() and not t.exception() and t.result())
+            for task in done:
+                if not task.cancelled() and task.exception() is None and task.result():
+                    acked += 1
+                elif candidates:
+                    launch()
         return acked
 
     async def _post_entries(self, peer: PeerState, frame: bytes) -> bool:

@@ -198,14 +198,22 @@ class Node:
         )
 
     async def _replicate(self, entries: Sequence[bytes]) -> int:
-        # Every other validator gets a copy (whoever leads next can propose it); the
-        # submission is acknowledged once f+1 of them hold it (LedgerService.submit).
+        # f+1 other validators must hold a copy before the submission is acknowledged
+        # (LedgerService.submit): at least one of them is honest. They are taken in the
+        # order in which they lead next, so the entries are proposed soon; a validator
+        # that does not answer is replaced by the next one.
         core, transport = self.core, self._transport
         if core is None or transport is None or not entries:
             return 0
-        others = [n for n in core.committee.names() if n != self.config.name]
+        committee = core.committee
+        order: list[str] = []
+        for v in range(core.view, core.view + committee.size):
+            name = committee.name(committee.leader(v))
+            if name != self.config.name and name not in order:
+                order.append(name)
+        order += [n for n in committee.names() if n != self.config.name and n not in order]
         return await transport.replicate(
-            encode_entries(entries), others, core.committee.f + 1, REPLICATE_TIMEOUT_S
+            encode_entries(entries), order, committee.f + 1, REPLICATE_TIMEOUT_S
         )
 
     def _deliver(self, sender: str, message: Message) -> None:
