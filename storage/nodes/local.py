@@ -26,6 +26,7 @@ import secrets
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
@@ -111,56 +112,107 @@ def _load_syncfs() -> Callable[[str], None] | None:
 _SYNCFS: Callable[[str], None] | None = _load_syncfs()
 
 
-class _FsCommit:
-    """Group commit of one filesystem (on one event loop): durability for every write
-    whose rename completed before a ``syncfs`` of the filesystem started.
+@dataclass
+class _Pending:
+    node: LocalFolderNode
+    path: str
+    key: str
+    data: bytes
+    done: asyncio.Future[None]
 
-    Each writer takes a ticket after its rename; one syncfs that starts after the ticket
-    covers it, so the writers that queued while a syncfs ran share the next one. A
-    failed syncfs fails every ticket it covered (the error is reported only once by the
-    kernel, so a retry's success would say nothing about their data).
+
+class _GroupWriter:
+    """Group commit of the small writes to one filesystem (on one event loop).
+
+    The writes queued while a group is being committed form the next group: a few
+    threads write its files (temporary file, rename; no fsync), then one ``syncfs`` of
+    the filesystem makes all of them durable, then every writer of the group is
+    answered. The group grows with the load and an idle filesystem adds no delay; few
+    threads and one trip per group keep the event loop's share of the GIL (many threads
+    each doing short syscalls starve the loop). A failed syncfs fails every write of its
+    group (the kernel reports an error once, so a retry's success would say nothing
+    about their data).
     """
 
     def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.requested = 0  # tickets handed out
-        self.synced = 0  # highest ticket covered by a successful syncfs
-        self.failed = 0  # highest ticket covered by a failed one
-        self.error: OSError | None = None
+        self.queue: list[_Pending] = []
+        self.running: asyncio.Task[None] | None = None
         self.syncs = 0  # syncfs calls made (for tests and benchmarks)
 
-    async def wait(self, folder: str) -> None:
-        """Return once everything written on the filesystem of ``folder`` before this call
-        is durable; OSError if not."""
-        self.requested += 1
-        ticket = self.requested
-        async with self.lock:
-            if self.synced >= ticket:
-                return
-            if self.failed >= ticket and self.error is not None:
-                raise OSError(self.error.errno, self.error.strerror)
-            target = self.requested
-            try:
-                await _syncfs_async(folder)
-            except OSError as e:
-                self.failed, self.error = target, e
-                raise
-            self.syncs += 1
-            self.synced = target
+    async def write(self, node: LocalFolderNode, path: str, key: str, data: bytes) -> None:
+        """Write the blob; return once it is durable (OSError or InvalidKeyError if not)."""
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append(_Pending(node, path, key, data, done))
+        if self.running is None:
+            self.running = asyncio.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.queue:
+                group = [p for p in self.queue if not p.done.done()]  # skip cancelled puts
+                self.queue = []
+                parts = [group[i::_GROUP_THREADS] for i in range(_GROUP_THREADS)]
+                parts = [part for part in parts if part]
+                outcomes = await asyncio.gather(
+                    *(loop.run_in_executor(_IO, _write_part, part) for part in parts)
+                )
+                written: list[_Pending] = []
+                for part, errors in zip(parts, outcomes, strict=True):
+                    for p, error in zip(part, errors, strict=True):
+                        if error is None:
+                            written.append(p)
+                        elif not p.done.done():
+                            p.done.set_exception(error)
+                if not written:
+                    continue
+                try:
+                    await _syncfs_async(written[0].node.root_path)
+                except OSError as e:
+                    for p in written:
+                        if not p.done.done():
+                            p.done.set_exception(OSError(e.errno, e.strerror))
+                    continue
+                self.syncs += 1
+                for p in written:
+                    if not p.done.done():
+                        p.done.set_result(None)
+        finally:
+            self.running = None
+            for p in self.queue:  # only when cancelled (the loop is shutting down)
+                p.done.cancel()
 
 
-# One group commit per (event loop, device): nodes on the same filesystem share it.
-_COMMITS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _FsCommit]] = (
+# Threads writing one group's files in parallel (the kernel work of file creation).
+_GROUP_THREADS = 3
+
+
+def _write_part(part: list[_Pending]) -> list[BaseException | None]:
+    """Write some blobs of a group (in a thread); each blob's error, or None."""
+    errors: list[BaseException | None] = []
+    for p in part:
+        try:
+            p.node._write_file(p.path, p.key, p.data, False)
+        except (OSError, InvalidKeyError) as e:
+            errors.append(e)
+        else:
+            errors.append(None)
+    return errors
+
+
+# One group writer per (event loop, device): nodes on the same filesystem share it.
+_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _GroupWriter]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _fs_commit(device: int) -> _FsCommit:
-    per_loop = _COMMITS.setdefault(asyncio.get_running_loop(), {})
-    commit = per_loop.get(device)
-    if commit is None:
-        commit = per_loop[device] = _FsCommit()
-    return commit
+def _group_writer(device: int) -> _GroupWriter:
+    per_loop = _GROUPS.setdefault(asyncio.get_running_loop(), {})
+    writer = per_loop.get(device)
+    if writer is None:
+        writer = per_loop[device] = _GroupWriter()
+    return writer
 
 
 class LocalFolderNode:
@@ -227,25 +279,27 @@ class LocalFolderNode:
         if os.path.commonpath([real, self._root]) != self._root or real == self._root:
             raise InvalidKeyError(key, "resolves outside the node's folder")
 
+    @property
+    def root_path(self) -> str:
+        """The folder holding the blobs, resolved (a str, for os calls)."""
+        return self._root
+
     async def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` atomically (temp file, rename) and durably
         (group-committed syncfs for small blobs; fsync of file and folder for large ones)."""
         path = self._path(key)
-        self._check_root(key)
-        grouped = len(data) < SMALL_BLOB and _SYNCFS is not None and self._device is not None
         try:
-            # One trip to a thread for the whole write: small fragments are dominated by
-            # the hops between the loop and the threads, not by the bytes.
+            if len(data) < SMALL_BLOB and _SYNCFS is not None and self._device is not None:
+                # A missing root fails the write (the folders below it cannot be made)
+                # and is reported below: no check of it first on the loop.
+                await _group_writer(self._device).write(self, path, key, data)
+                return
+            self._check_root(key)
+            # One trip to a thread for the whole write, then the folders' fsyncs.
             loop = asyncio.get_running_loop()
-            changed = await loop.run_in_executor(
-                _IO, self._write_file, path, key, data, not grouped
-            )
-            if grouped:
-                assert self._device is not None
-                await _fs_commit(self._device).wait(self._root)
-            else:
-                for folder in changed:
-                    await self._sync_dir(folder)
+            changed = await loop.run_in_executor(_IO, self._write_file, path, key, data, True)
+            for folder in changed:
+                await self._sync_dir(folder)
         except OSError as e:
             self._check_root(key)
             if e.errno == errno.ENOENT:
@@ -307,8 +361,7 @@ class LocalFolderNode:
     async def get(self, key: str) -> bytes:
         """Return the blob's bytes; BlobNotFoundError if there is none."""
         path = self._path(key)
-        self._check_root(key)
-        try:
+        try:  # a missing root fails the open and is reported below
             self._check_inside(path, key)
             async with aiofiles.open(path, "rb") as f:
                 data: bytes = await f.read()
@@ -322,10 +375,11 @@ class LocalFolderNode:
     async def stat(self, key: str) -> BlobStat | None:
         """Size of the blob under ``key``, or None if there is none."""
         path = self._path(key)
-        self._check_root(key)
-        try:
+        try:  # a missing root fails the stat and is reported below
             self._check_inside(path, key)
-            st = await aiofiles.os.stat(path)
+            # In the loop: a stat of a cached folder costs less than a trip to a thread
+            # (a put stats the manifest key on every node of the placement first).
+            st = os.stat(path)
         except OSError as e:
             self._check_root(key)
             if e.errno in (errno.ENOENT, errno.ENOTDIR):

@@ -332,12 +332,12 @@ async def test_a_failed_syncfs_fails_every_write_it_covered(
     node = LocalFolderNode("n1", tmp_path / "n1")
     first = asyncio.create_task(node.put("a", b"1"))
     await entered.wait()
-    # b and c are renamed while the first syncfs runs: the next one covers both.
+    # b and c are queued while the first syncfs runs: the next group holds both.
     queued = [asyncio.create_task(node.put(k, b"2")) for k in ("b", "c")]
-    commit = local._fs_commit(os.stat(tmp_path / "n1").st_dev)
+    group = local._group_writer(os.stat(tmp_path / "n1").st_dev)
     deadline = asyncio.get_running_loop().time() + 10
-    while commit.requested < 3:
-        assert asyncio.get_running_loop().time() < deadline, "the writes never renamed"
+    while len(group.queue) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the writes never queued"
         await asyncio.sleep(0.001)
     release.set()
     await first
