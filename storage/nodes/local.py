@@ -191,9 +191,12 @@ _GROUP_THREADS = 3
 def _write_part(part: list[_Pending]) -> list[BaseException | None]:
     """Write some blobs of a group (in a thread); each blob's error, or None."""
     errors: list[BaseException | None] = []
+    checked: dict[str, set[str]] = {}  # per node root: folders resolved inside it
     for p in part:
         try:
-            p.node._write_file(p.path, p.key, p.data, False)
+            p.node._write_file(
+                p.path, p.key, p.data, False, checked.setdefault(p.node.root_path, set())
+            )
         except (OSError, InvalidKeyError) as e:
             errors.append(e)
         else:
@@ -307,18 +310,26 @@ class LocalFolderNode:
                 raise NodeIOError(self._name, key, "folder disappeared during write") from e
             raise map_os_error(self._name, key, e) from e
 
-    def _write_file(self, path: str, key: str, data: bytes, fsync: bool) -> list[str]:
+    def _write_file(
+        self, path: str, key: str, data: bytes, fsync: bool, checked: set[str] | None = None
+    ) -> list[str]:
         """Write ``path`` atomically (in a thread), fsyncing the data if ``fsync``; return
         the folders whose entries changed, deepest first: the file's folder and those of
-        created folders (to be fsynced unless a syncfs makes everything durable)."""
+        created folders (to be fsynced unless a syncfs makes everything durable).
+        ``checked``: folders already known to resolve inside the root (shared by the
+        writes of one group: every syscall of a thread costs the event loop a GIL hop)."""
         parent = os.path.dirname(path)
-        changed = [parent]
-        if not os.path.isdir(parent):
-            changed += _make_folders(parent, self._root)
-        self._check_inside(path, key)
+        changed = [
+            parent,
+            *self._prepare_folder(parent, key, set() if checked is None else checked),
+        ]
         temp = f"{path}{_TEMP_MARK}{secrets.token_hex(8)}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            # O_EXCL|O_NOFOLLOW: never through a planted symlink. The rename below replaces
+            # the name itself (it never follows a symlink there), so a folder resolved
+            # inside the root keeps the whole write inside it.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(temp, flags, 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -327,13 +338,42 @@ class LocalFolderNode:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            self._check_inside(path, key)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(temp)
             raise
         return changed
+
+    def _prepare_folder(self, folder: str, key: str, checked: set[str]) -> list[str]:
+        """Make sure ``folder`` exists and resolves inside the root; return the folders
+        that gained an entry by creating it (each created folder's parent), deepest first.
+
+        Only the deepest folder that already existed is resolved (once per ``checked``);
+        the folders made below it here are real folders (mkdir never follows a link).
+        """
+        if folder in checked:
+            return []
+        existing, missing = folder, []
+        while not os.path.isdir(existing) and existing != self._root:
+            missing.append(existing)
+            existing = os.path.dirname(existing)
+        if existing not in checked:
+            self._check_inside_folder(existing, key)
+            checked.add(existing)
+        for made in reversed(missing):
+            try:
+                os.mkdir(made)
+            except FileExistsError:  # a concurrent writer made it: resolve it too
+                self._check_inside_folder(made, key)
+        checked.add(folder)
+        return [os.path.dirname(made) for made in missing]
+
+    def _check_inside_folder(self, folder: str, key: str) -> None:
+        """Refuse a folder that resolves outside the root (the root itself is inside)."""
+        real = os.path.realpath(folder)
+        if os.path.commonpath([real, self._root]) != self._root:
+            raise InvalidKeyError(key, "resolves outside the node's folder")
 
     async def _sync_dir(self, parent: str) -> None:
         """Make a completed rename in ``parent`` durable, sharing fsyncs between writers.
@@ -442,19 +482,6 @@ def _walk_keys(root: str, base: str) -> list[str]:
             if not os.path.islink(os.path.join(dirpath, f)):
                 keys.append(key)
     return keys
-
-
-def _make_folders(folder: str, root: str) -> list[str]:
-    """Create ``folder`` and its missing ancestors below ``root``; return the folders that
-    gained an entry (each created folder's parent), deepest first."""
-    missing: list[str] = []
-    while not os.path.isdir(folder) and folder != root:
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    for created in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # a concurrent writer made it
-            os.mkdir(created)
-    return [os.path.dirname(created) for created in missing]
 
 
 # Fragment writes block on fsync; many in flight let the device merge them, so the pool

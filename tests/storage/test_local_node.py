@@ -92,10 +92,17 @@ async def test_symlink_planted_in_the_folder_cannot_escape(tmp_path: Path) -> No
     with pytest.raises(InvalidKeyError, match="outside"):
         await node.put("link/new", b"x")
     with pytest.raises(InvalidKeyError, match="outside"):
+        await node.put("link/deeper/new", b"x")  # a folder made below the link: refused
+    with pytest.raises(InvalidKeyError, match="outside"):
         await node.delete("link/secret")
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
     assert (outside / "secret").read_bytes() == b"secret"
     assert await keys(node) == []  # symlinks are not blobs
+    # A put over the planted link replaces the link itself, never the file it names.
+    await node.put("file", b"mine")
+    assert await node.get("file") == b"mine"
+    assert not (tmp_path / "n1" / "file").is_symlink()
+    assert (outside / "secret").read_bytes() == b"secret"
 
 
 async def test_temp_files_are_invisible_and_cleaned_on_open(tmp_path: Path) -> None:
