@@ -4,7 +4,9 @@ The HTTP layer parses and authenticates; this module decides. An upload goes thr
 three states, each durable before the next starts:
 
 1. ``storing``: the index row exists (so the document is visible as being stored);
-   the body streams into erasure-coded storage, hashed on the way.
+   the body streams into erasure-coded storage, hashed on the way. (A first version's
+   row is committed while the body starts streaming, a new version's before: that one
+   may be refused.)
 2. ``anchoring``: storage holds every fragment and the manifest; the row holds the
    digest, manifest, salt and the entry to anchor. From here the upload is
    acknowledged: a crash now is repaired by resubmitting every ``anchoring`` entry.
@@ -268,11 +270,20 @@ class NotaryService:
         and, if ``wait``, the anchorer's future for it (taken before the entry is queued)."""
         doc_id = self._random(16).hex()
         salt = self._random(32)
-        row = await self._insert_storing(who, meta, doc_id, salt)
+        row, inserted = await self._insert_storing(who, meta, doc_id, salt)
         try:
+            # A first version's row is written while the body streams in (it cannot be
+            # refused); both must be durable before the upload moves on to anchoring.
             manifest, size, sha256 = await self._store(doc_id, meta, body)
         except BaseException:
+            await asyncio.gather(inserted, return_exceptions=True)
             await self._forget(doc_id)
+            raise
+        try:
+            await inserted
+        except BaseException:
+            with contextlib.suppress(StorageError):  # invisible without a row
+                await self.store.delete(manifest)
             raise
         entry = entry_for(salt, bytes.fromhex(sha256))
         stored = {
@@ -303,8 +314,10 @@ class NotaryService:
 
     async def _insert_storing(
         self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes
-    ) -> Document:
-        """Insert the document's row as ``storing``; return it (not attached to a session)."""
+    ) -> tuple[Document, asyncio.Future[None]]:
+        """Insert the document's row as ``storing``; return it (not attached to a session)
+        and the insert's completion (already done, except for a first version, whose row
+        goes through the group committer while the caller goes on)."""
         if not may_upload(who):
             raise errors.ForbiddenError(f"the role {who.role} may not upload documents")
         columns: dict[str, object] = {
@@ -325,8 +338,7 @@ class NotaryService:
         if meta.supersedes is None:
             # A first version: no reads, no constraint another upload could race for;
             # the row shares a transaction with the other uploads of the moment.
-            await self.writer.insert(Document, columns)
-            return Document(**columns)
+            return Document(**columns), asyncio.ensure_future(self.writer.insert(Document, columns))
         async with self.sessions.begin() as s:
             prior, granted = await self._visible(s, who, meta.supersedes)
             if not granted.owner:
@@ -342,7 +354,9 @@ class NotaryService:
                 raise errors.AlreadySupersededError(
                     f"document {meta.supersedes} already has a newer version"
                 ) from None
-        return Document(**columns)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return Document(**columns), done
 
     async def _store(
         self, doc_id: str, meta: UploadMetadata, body: AsyncIterable[bytes]
