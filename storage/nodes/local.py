@@ -12,7 +12,7 @@ symlink planted in the folder lets a key escape. A missing root folder means
 the node is gone (NodeUnavailableError); it is never silently recreated.
 """
 
-# ruff: noqa: PTH102, PTH105, PTH107, PTH112, PTH113, PTH114, PTH116, PTH118, PTH120
+# ruff: noqa: PTH102, PTH105, PTH107, PTH112, PTH114, PTH116, PTH118, PTH120
 # (str paths and os.path: os.walk and os.open work on them, and they are cheaper than Path
 # objects on the hot path of every fragment read and write.)
 from __future__ import annotations
@@ -23,6 +23,7 @@ import ctypes
 import errno
 import os
 import secrets
+import stat
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,8 @@ _TEMP_MARK = "#"
 # covers every file written before it. Larger blobs fsync their own data, so that a
 # syncfs never has to flush megabytes of someone else's writes.
 SMALL_BLOB = 256 * 1024
+# Folders a node remembers as resolved inside its root for stat (a bound, not a tuning).
+_STAT_FOLDERS = 1024
 
 
 def map_os_error(node: str, key: str | None, error: OSError) -> NodeError:
@@ -236,6 +239,7 @@ class LocalFolderNode:
             root.mkdir(parents=True, exist_ok=True)
         self._root = os.path.realpath(root)
         self._dir_syncs: dict[str, _DirSync] = {}
+        self._stat_folders: set[str] = set()  # folders resolved inside the root by stat
         try:
             self._device: int | None = os.stat(self._root).st_dev
         except OSError:
@@ -416,16 +420,23 @@ class LocalFolderNode:
         """Size of the blob under ``key``, or None if there is none."""
         path = self._path(key)
         try:  # a missing root fails the stat and is reported below
-            self._check_inside(path, key)
-            # In the loop: a stat of a cached folder costs less than a trip to a thread
-            # (a put stats the manifest key on every node of the placement first).
-            st = os.stat(path)
+            folder = os.path.dirname(path)
+            if folder not in self._stat_folders:
+                # Resolved once per folder (a put stats the manifest key on every node of
+                # its placement first: all in one folder), then remembered.
+                self._check_inside_folder(folder, key)
+                if len(self._stat_folders) >= _STAT_FOLDERS:
+                    self._stat_folders.clear()
+                self._stat_folders.add(folder)
+            # In the loop: one stat costs less than a trip to a thread. lstat: a link in
+            # the folder is not a blob (nor followed).
+            st = os.lstat(path)
         except OSError as e:
             self._check_root(key)
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise map_os_error(self._name, key, e) from e
-        if not os.path.isfile(path):  # noqa: ASYNC240 (one cheap stat)
+        if not stat.S_ISREG(st.st_mode):
             return None
         return BlobStat(key=key, size=st.st_size)
 
