@@ -719,13 +719,15 @@ class NotaryService:
                     raise errors.ForbiddenError("only the owning organisation may share a document")
                 if org == row.org:
                     raise errors.InvalidRequestError(f"{org} owns document {doc_id} already")
+                # Kept apart: a failed commit expires ``row``, which cannot reload lazily.
+                chain_root = row.chain_root
                 existing = await s.scalar(
-                    select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
+                    select(Share).where(Share.chain_root == chain_root, Share.org == org)
                 )
                 if existing is not None:
                     return _share_view(existing), False
                 share = Share(
-                    chain_root=row.chain_root,
+                    chain_root=chain_root,
                     org=org,
                     created_by=who.name,
                     created_at=self._clock(),
@@ -734,7 +736,7 @@ class NotaryService:
         except IntegrityError:  # the same share, made concurrently: report that one
             async with self.sessions() as s:
                 existing = await s.scalar(
-                    select(Share).where(Share.chain_root == row.chain_root, Share.org == org)
+                    select(Share).where(Share.chain_root == chain_root, Share.org == org)
                 )
             assert existing is not None
             return _share_view(existing), False
