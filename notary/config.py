@@ -61,6 +61,8 @@ class LocalNodeSettings(_Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     path: Path
     zone: str = "default"
+    # Small blobs appended to pack files rather than one file each (docs/storage.md).
+    pack: bool = True
 
 
 class S3NodeSettings(_Section):

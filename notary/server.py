@@ -60,7 +60,7 @@ def storage_nodes(settings: Settings) -> list[StorageNode]:
     if not settings.storage.nodes:
         root = settings.data_dir / "nodes"
         return [
-            LocalFolderNode(f"node-{i}", root / f"node-{i}", zone=f"zone-{i}")
+            LocalFolderNode(f"node-{i}", root / f"node-{i}", zone=f"zone-{i}", pack=True)
             for i in range(EMBEDDED_NODES)
         ]
     nodes: list[StorageNode] = []
@@ -84,7 +84,7 @@ def storage_nodes(settings: Settings) -> list[StorageNode]:
                 )
             )
         else:
-            nodes.append(LocalFolderNode(n.name, n.path, zone=n.zone))
+            nodes.append(LocalFolderNode(n.name, n.path, zone=n.zone, pack=n.pack))
     return nodes
 
 

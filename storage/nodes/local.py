@@ -7,7 +7,9 @@ blobs), which is renamed over the target. A put returns once the blob is durable
 small blobs (below ``SMALL_BLOB``) through a group commit of their filesystem
 (one ``syncfs`` shared by every write that completed before it started), large
 ones by an fsync of the file and a group-committed fsync of its folder.
-Every path is checked to resolve under the root, so neither ``..`` nor a
+With ``pack=True``, small blobs are appended to pack files instead
+(storage.nodes.pack; docs/storage.md). Every path is checked to resolve under the root,
+so neither ``..`` nor a
 symlink planted in the folder lets a key escape. A missing root folder means
 the node is gone (NodeUnavailableError); it is never silently recreated.
 """
@@ -43,6 +45,7 @@ from storage.errors import (
     NodeUnavailableError,
 )
 from storage.nodes.base import BlobStat, validate_key, validate_prefix
+from storage.nodes.pack import CorruptBlobError, Location, PackLog
 
 _TEMP_MARK = "#"
 # Blobs below this size are made durable by their filesystem's group commit (no fsync of
@@ -225,11 +228,19 @@ class LocalFolderNode:
     """A node storing blobs as files under ``root``."""
 
     def __init__(
-        self, name: str, root: Path, *, zone: str = "default", create: bool = True
+        self,
+        name: str,
+        root: Path,
+        *,
+        zone: str = "default",
+        create: bool = True,
+        pack: bool = False,
     ) -> None:
         """Open (and by default create) the folder ``root``; remove stale temporary files.
 
-        Precondition: ``name`` is unique in the pool and stable.
+        ``pack``: blobs below ``SMALL_BLOB`` are appended to pack files
+        (storage.nodes.pack) instead of one file each; blobs written as files before
+        stay readable. Precondition: ``name`` is unique in the pool and stable.
         """
         if not name:
             raise ValueError("a node needs a name")
@@ -245,6 +256,10 @@ class LocalFolderNode:
         except OSError:
             self._device = None  # no folder: every operation reports the node as gone
         self._remove_stale_temps()
+        self._packed = pack
+        self._pack: PackLog | None = None
+        if pack and self._device is not None:
+            self._pack = PackLog(self._root, _IO)
 
     @property
     def name(self) -> str:
@@ -276,6 +291,35 @@ class LocalFolderNode:
         if not os.path.isdir(self._root):
             raise NodeUnavailableError(self._name, key, f"node folder {self._root} is missing")
 
+    def _live_pack(self, key: str | None) -> PackLog:
+        """The pack log of the folder as it is now: NodeUnavailableError if the folder is
+        gone; a folder replaced by another (a new disk) gets the packs found in it."""
+        try:
+            st = os.stat(self._root)
+        except OSError:
+            raise NodeUnavailableError(
+                self._name, key, f"node folder {self._root} is missing"
+            ) from None
+        pack = self._pack
+        if pack is None or pack.identity != (st.st_dev, st.st_ino):
+            if pack is not None:
+                pack.close()
+            self._pack = None
+            try:
+                self._device = st.st_dev
+                pack = self._pack = PackLog(self._root, _IO)
+            except OSError as e:
+                raise map_os_error(self._name, key, e) from e
+        return pack
+
+    def blob_location(self, key: str) -> tuple[Path, int, int] | None:
+        """(pack file, offset, size) of a packed blob, or None if ``key`` is not packed
+        (for operators and tests: where to look at, or damage, a blob's bytes)."""
+        loc: Location | None = self._pack.location(key) if self._pack is not None else None
+        if loc is None or self._pack is None:
+            return None
+        return Path(self._pack.pack_path(loc.pack)), loc.offset, loc.size
+
     def _path(self, key: str) -> str:
         validate_key(key)
         return os.path.join(self._root, key)
@@ -296,6 +340,9 @@ class LocalFolderNode:
         (group-committed syncfs for small blobs; fsync of file and folder for large ones)."""
         path = self._path(key)
         try:
+            if self._packed and len(data) < SMALL_BLOB:
+                await self._live_pack(key).put(key, data)
+                return
             if len(data) < SMALL_BLOB and _SYNCFS is not None and self._device is not None:
                 # A missing root fails the write (the folders below it cannot be made)
                 # and is reported below: no check of it first on the loop.
@@ -307,6 +354,8 @@ class LocalFolderNode:
             changed = await loop.run_in_executor(_IO, self._write_file, path, key, data, True)
             for folder in changed:
                 await self._sync_dir(folder)
+            if self._pack is not None:  # a packed blob of the key would shadow the file
+                await self._pack.delete(key)
         except OSError as e:
             self._check_root(key)
             if e.errno == errno.ENOENT:
@@ -405,6 +454,17 @@ class LocalFolderNode:
     async def get(self, key: str) -> bytes:
         """Return the blob's bytes; BlobNotFoundError if there is none."""
         path = self._path(key)
+        if self._packed:
+            pack = self._live_pack(key)
+            try:
+                packed = await pack.read(key)
+            except CorruptBlobError as e:
+                raise NodeIOError(self._name, key, e.strerror or "corrupt packed blob") from e
+            except OSError as e:
+                self._check_root(key)
+                raise map_os_error(self._name, key, e) from e
+            if packed is not None:
+                return packed
         try:  # a missing root fails the open and is reported below
             self._check_inside(path, key)
             async with aiofiles.open(path, "rb") as f:
@@ -419,6 +479,10 @@ class LocalFolderNode:
     async def stat(self, key: str) -> BlobStat | None:
         """Size of the blob under ``key``, or None if there is none."""
         path = self._path(key)
+        if self._packed:
+            loc = self._live_pack(key).location(key)
+            if loc is not None:
+                return BlobStat(key=key, size=loc.size)
         try:  # a missing root fails the stat and is reported below
             folder = os.path.dirname(path)
             if folder not in self._stat_folders:
@@ -444,6 +508,11 @@ class LocalFolderNode:
         """Remove the blob; deleting a missing blob is not an error."""
         path = self._path(key)
         self._check_root(key)
+        if self._packed:
+            try:
+                await self._live_pack(key).delete(key)
+            except OSError as e:
+                raise map_os_error(self._name, key, e) from e
         try:
             self._check_inside(path, key)
             await aiofiles.os.remove(path)
@@ -467,12 +536,19 @@ class LocalFolderNode:
         except OSError as e:
             self._check_root(None)
             raise map_os_error(self._name, None, e) from e
+        if self._packed:
+            packed = [k for k in self._live_pack(None).packed_keys() if k.startswith(prefix)]
+            seen = set(packed)
+            keys = packed + [k for k in keys if k not in seen]
         for key in keys:
             if key.startswith(prefix):
                 yield key
 
     async def close(self) -> None:
-        """Nothing to release: every file is closed after each operation."""
+        """Close the pack files (other files are closed after each operation)."""
+        if self._pack is not None:
+            self._pack.close()
+            self._pack = None
 
 
 def _walk_keys(root: str, base: str) -> list[str]:

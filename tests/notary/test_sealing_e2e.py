@@ -26,6 +26,7 @@ from notary.config import Settings, load_settings
 from notary.errors import NotaryError
 from notary.index.models import Document
 from notary.server import running
+from tests.notary.stored import StoredBlob, node_keys, stored_blobs
 from tests.notary.test_service_e2e import Api, migrate, settings_for
 
 MARKER = b"PROJECT-NIGHTJAR-MERGER-TERMS "
@@ -50,12 +51,8 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def files_under(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()]
-
-
-def node_files(tmp: Path, doc_id: str) -> list[Path]:
-    return [p for p in (tmp / "var" / "nodes").rglob("*") if p.is_file() and doc_id in str(p)]
+def node_blobs(tmp: Path, doc_id: str) -> list[StoredBlob]:
+    return stored_blobs(tmp / "var" / "nodes", doc_id)
 
 
 async def row_manifest(api: Api, doc_id: str) -> dict:  # type: ignore[type-arg]
@@ -95,16 +92,15 @@ async def test_dd_draft_is_sealed_on_every_node_and_read_back_exactly(
         # The same bytes unsealed: the marker is on the nodes (so the check below can fail).
         status, plain = await api.upload(doc, kind="filing")
         assert status == 202 and plain["sealed"] is False
-        plain_files = node_files(tmp_path, plain["id"])
-        assert any(MARKER in p.read_bytes() for p in plain_files)
+        plain_blobs = node_blobs(tmp_path, plain["id"])
+        assert any(MARKER in b.read() for b in plain_blobs)
 
-        files = node_files(tmp_path, sealed_id)
-        nodes = {p.relative_to(tmp_path / "var" / "nodes").parts[0] for p in files}
-        assert len(nodes) == 6 and len(files) > 6
-        for p in files:
-            data = p.read_bytes()
-            assert MARKER not in data and MARKER[:16] not in data, p
-            assert hashlib.sha256(doc).hexdigest().encode() not in data, p
+        blobs = node_blobs(tmp_path, sealed_id)
+        assert len({b.node for b in blobs}) == 6 and len(blobs) > 6
+        for b in blobs:
+            data = b.read()
+            assert MARKER not in data and MARKER[:16] not in data, b
+            assert hashlib.sha256(doc).hexdigest().encode() not in data, b
 
         manifest = await row_manifest(api, sealed_id)
         enc = manifest["encryption"]
@@ -208,11 +204,11 @@ async def test_multipart_confidential_and_empty_document(api: Api) -> None:
 
 async def test_expected_sha256_is_of_the_plaintext(api: Api, tmp_path: Path) -> None:
     doc = draft_bytes(200_000)
-    before = files_under(tmp_path / "var" / "nodes")
+    before = node_keys(tmp_path / "var" / "nodes")
     status, problem = await api.upload(doc, kind="dd_draft", sha256="ab" * 32)
     assert status == 422 and problem["code"] == "sha256_mismatch", problem
     assert problem["calculated"] == hashlib.sha256(doc).hexdigest()
-    assert files_under(tmp_path / "var" / "nodes") == before
+    assert node_keys(tmp_path / "var" / "nodes") == before
     status, body = await api.upload(doc, kind="dd_draft", sha256=hashlib.sha256(doc).hexdigest())
     assert status == 202 and body["sealed"] is True
 
@@ -223,11 +219,12 @@ async def test_flipped_byte_in_a_fragment_is_repaired_by_erasure_coding(
     doc = draft_bytes(300_000)
     status, body = await api.upload(doc, kind="dd_draft")
     assert status == 202
-    fragments = sorted(p for p in node_files(tmp_path, body["id"]) if "frag" in p.parts)
+    fragments = sorted(
+        (b for b in node_blobs(tmp_path, body["id"]) if b.key.startswith("frag/")),
+        key=lambda b: b.key,
+    )
     for victim in fragments[:2]:  # two fragments of the first segment: k=4, m=2
-        data = bytearray(victim.read_bytes())
-        data[len(data) // 2] ^= 0x40
-        victim.write_bytes(bytes(data))
+        victim.flip_byte(victim.size // 2)
     status, content, _ = await api.get(f"/v1/documents/{body['id']}/content")
     assert status == 200 and content == doc
 

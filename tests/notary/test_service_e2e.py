@@ -21,6 +21,7 @@ from notary.index.db import create_engine, upgrade
 from notary.index.models import Document
 from notary.server import Notary, running
 from notary.verify import DocumentDigest, verify_receipt
+from tests.notary.stored import node_keys
 
 
 def settings_for(tmp: Path, database_url: str, **env: str) -> Settings:
@@ -143,15 +144,11 @@ async def _rows(api: Api) -> int:
         return int((await s.execute(select(func.count()).select_from(Document))).scalar_one())
 
 
-def _files_under(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()]
-
-
 async def test_digest_mismatch_stores_nothing(api: Api, tmp_path: Path) -> None:
-    before = (await _rows(api), len(_files_under(tmp_path / "var" / "nodes")))
+    before = (await _rows(api), node_keys(tmp_path / "var" / "nodes"))
     status, problem = await api.upload(b"the real bytes", kind="filing", sha256="ab" * 32)
     assert status == 422 and problem["code"] == "sha256_mismatch"
-    assert (await _rows(api), len(_files_under(tmp_path / "var" / "nodes"))) == before
+    assert (await _rows(api), node_keys(tmp_path / "var" / "nodes")) == before
 
 
 @pytest.mark.parametrize(
@@ -192,7 +189,7 @@ async def test_body_over_the_limit_is_413_streamed(tmp_path: Path, sqlite_url: s
             assert r.status == 413 and (await r.json())["code"] == "payload_too_large"
         async with http.post(f"{url}/v1/documents?kind=filing", data=b"x" * 100_001) as r:
             assert r.status == 413
-        assert _files_under(tmp_path / "var" / "nodes") == []
+        assert node_keys(tmp_path / "var" / "nodes") == []
 
 
 async def test_acknowledged_upload_is_anchored_after_a_restart(

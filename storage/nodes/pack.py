@@ -1,0 +1,316 @@
+"""Small blobs of one folder node, appended to pack files (group-committed) instead of
+one file each.
+
+A document of a few KiB is 6 fragments and 6 manifest copies: as files, 12 inode
+creations (and a folder per document and node), which cost the kernel far more than the
+bytes. A pack is an append-only file of records; a group of writes (every write queued
+while the previous group was being made durable) is one ``pwrite`` and one
+``fdatasync``, and each blob is then found through an in-memory index rebuilt by
+scanning the packs at open. Format, recovery and limits: ``docs/storage.md``, "Pack
+files".
+
+Layout: ``<root>/#pack/<number>.pack`` (8 decimal digits). ``#`` is a character no key
+may contain, so the folder is never listed as a blob nor reachable by a key. A new pack
+is started when the current one would pass ``PACK_BYTES``.
+
+Record (big-endian)::
+
+    0   4  magic  b"NPK\\x01"
+    4   1  op     0 = put, 1 = delete (tombstone, no data)
+    5   2  key length
+    7   4  data length
+    11  4  CRC-32 of the data
+    15  4  CRC-32 of bytes 0..15 and the key
+    19     key (ASCII), then data
+
+The last record of a key wins. At open, records are read in order; a record whose header
+does not check out is skipped by searching for the next valid header (a flipped byte in
+one header costs that record only); what cannot be parsed at the end of the last pack is
+a write torn by a crash (never acknowledged) and is cut off. A blob's data CRC is checked
+on every read: a mismatch is reported as an I/O error of the node, which readers treat
+as a lost fragment.
+"""
+
+# ruff: noqa: PTH102, PTH112, PTH116, PTH118, PTH123, PTH208
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+FOLDER = "#pack"
+MAGIC = b"NPK\x01"
+PUT, DELETE = 0, 1
+# magic, op, key length, data length, data CRC, header CRC
+_HEADER = struct.Struct(">4sBHII")
+_CRC = struct.Struct(">I")
+HEADER_BYTES = _HEADER.size + _CRC.size  # 19
+PACK_BYTES = 256 * 1024 * 1024
+_NAME = re.compile(r"(\d{8})\.pack")
+
+
+class CorruptBlobError(OSError):
+    """A packed blob whose bytes fail their CRC-32."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a packed blob's bytes are."""
+
+    pack: int
+    offset: int
+    size: int
+    crc: int
+
+
+def encode_record(op: int, key: str, data: bytes = b"") -> bytes:
+    """One record (see the module docstring)."""
+    k = key.encode("ascii")
+    head = _HEADER.pack(MAGIC, op, len(k), len(data), zlib.crc32(data))
+    return head + _CRC.pack(zlib.crc32(k, zlib.crc32(head))) + k + data
+
+
+def _parse_header(buf: bytes | memoryview, pos: int) -> tuple[int, str, int, int, int] | None:
+    """(op, key, data offset, data length, data CRC) of a valid header at ``pos`` whose key
+    is in ``buf``, or None."""
+    end = pos + HEADER_BYTES
+    if end > len(buf):
+        return None
+    magic, op, klen, dlen, dcrc = _HEADER.unpack_from(buf, pos)
+    if magic != MAGIC or op not in (PUT, DELETE) or end + klen > len(buf):
+        return None
+    (hcrc,) = _CRC.unpack_from(buf, pos + _HEADER.size)
+    key = bytes(buf[end : end + klen])
+    if zlib.crc32(key, zlib.crc32(bytes(buf[pos : pos + _HEADER.size]))) != hcrc:
+        return None
+    try:
+        return op, key.decode("ascii"), end + klen, dlen, dcrc
+    except UnicodeDecodeError:
+        return None
+
+
+def scan(data: bytes | memoryview) -> tuple[list[tuple[int, str, int, int, int]], int, int]:
+    """Parse a pack's bytes: its records ``(op, key, data offset, data length, data CRC)``
+    in order, the end of the last complete record, and how many bytes were skipped
+    between records (corrupt headers)."""
+    records: list[tuple[int, str, int, int, int]] = []
+    pos = end = skipped = 0
+    size = len(data)
+    while pos < size:
+        parsed = _parse_header(data, pos)
+        if parsed is not None and parsed[2] + parsed[3] <= size:
+            records.append(parsed)
+            pos = end = parsed[2] + parsed[3]
+            continue
+        # Resynchronise on the next valid, complete record; none: a torn tail.
+        found = _next_record(data, pos + 1)
+        if found is None:
+            break
+        skipped += found - pos
+        pos = found
+    return records, end, skipped
+
+
+def _next_record(data: bytes | memoryview, start: int) -> int | None:
+    raw = bytes(data) if isinstance(data, memoryview) else data
+    at = raw.find(MAGIC, start)
+    while at >= 0:
+        parsed = _parse_header(raw, at)
+        if parsed is not None and parsed[2] + parsed[3] <= len(raw):
+            return at
+        at = raw.find(MAGIC, at + 1)
+    return None
+
+
+@dataclass
+class _Write:
+    op: int
+    key: str
+    data: bytes
+    done: asyncio.Future[None]
+
+
+class PackLog:
+    """The packed blobs of one node: an index over ``<root>/#pack`` and its group writer.
+
+    One event loop at a time; the index changes only on it, after the bytes are durable.
+    """
+
+    def __init__(self, root: str, executor: Executor) -> None:
+        """Open (creating if needed) the packs under ``root`` and index them. Blocking:
+        reads every pack once. Raises OSError (e.g. the root is gone)."""
+        self._folder = os.path.join(root, FOLDER)
+        self._executor = executor
+        st = os.stat(root)
+        self.identity = (st.st_dev, st.st_ino)
+        if not os.path.isdir(self._folder):
+            os.mkdir(self._folder)
+            _fsync_dir(root)
+        self._index: dict[str, Location] = {}
+        self._fds: dict[int, int] = {}
+        self._queue: list[_Write] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.groups = 0  # groups made durable (for tests and benchmarks)
+        numbers = sorted(
+            int(m.group(1)) for n in os.listdir(self._folder) if (m := _NAME.fullmatch(n))
+        )
+        for i, number in enumerate(numbers):
+            self._load(number, last=i == len(numbers) - 1)
+        self._current = numbers[-1] if numbers else 0
+        if not numbers:
+            self._create(0)
+        self._end = os.fstat(self._fds[self._current]).st_size
+
+    def _path(self, number: int) -> str:
+        return os.path.join(self._folder, f"{number:08d}.pack")
+
+    def _load(self, number: int, *, last: bool) -> None:
+        path = self._path(number)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._fds[number] = fd
+        with open(path, "rb") as f:
+            data = f.read()
+        records, end, skipped = scan(data)
+        for op, key, offset, size, crc in records:
+            if op == DELETE:
+                self._index.pop(key, None)
+            else:
+                self._index[key] = Location(number, offset, size, crc)
+        if skipped:
+            log.warning("%s: skipped %d corrupt bytes between records", path, skipped)
+        if end < len(data):
+            if last:  # a write torn by a crash: it was never acknowledged
+                log.warning("%s: cutting a torn write of %d bytes", path, len(data) - end)
+                os.ftruncate(fd, end)
+                os.fsync(fd)
+            else:
+                log.warning("%s: %d unreadable bytes at the end", path, len(data) - end)
+
+    def _create(self, number: int) -> None:
+        fd = os.open(self._path(number), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        os.fsync(fd)
+        _fsync_dir(self._folder)
+        self._fds[number] = fd
+        self._current, self._end = number, 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def location(self, key: str) -> Location | None:
+        """Where the blob under ``key`` is, or None."""
+        return self._index.get(key)
+
+    def pack_path(self, number: int) -> str:
+        """The file of pack ``number``."""
+        return self._path(number)
+
+    def packed_keys(self) -> Iterator[str]:
+        """Every packed key (a snapshot)."""
+        return iter(list(self._index))
+
+    async def read(self, key: str) -> bytes | None:
+        """The blob's bytes, or None if it is not packed; CorruptBlobError if they fail
+        their CRC."""
+        loc = self._index.get(key)
+        if loc is None:
+            return None
+        fd = self._fds[loc.pack]
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._executor, os.pread, fd, loc.size, loc.offset)
+        if len(data) != loc.size or zlib.crc32(data) != loc.crc:
+            raise CorruptBlobError(
+                0, f"packed blob fails its CRC-32 (pack {loc.pack}, offset {loc.offset})"
+            )
+        return data
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Append the blob; return once it is durable (OSError if it is not)."""
+        await self._append(PUT, key, data)
+
+    async def delete(self, key: str) -> None:
+        """Append a tombstone for ``key`` (if it is packed); durable on return."""
+        if key in self._index:
+            await self._append(DELETE, key, b"")
+
+    async def _append(self, op: int, key: str, data: bytes) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(op, key, data, done))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                records = [encode_record(w.op, w.key, w.data) for w in group]
+                buf = b"".join(records)
+                try:
+                    number, start = await loop.run_in_executor(self._executor, self._write, buf)
+                except OSError as e:
+                    for w in group:
+                        if not w.done.done():
+                            w.done.set_exception(OSError(e.errno, e.strerror))
+                    continue
+                self.groups += 1
+                pos = start
+                for w, record in zip(group, records, strict=True):
+                    if w.op == DELETE:
+                        self._index.pop(w.key, None)
+                    else:
+                        offset = pos + HEADER_BYTES + len(w.key)
+                        self._index[w.key] = Location(
+                            number, offset, len(w.data), zlib.crc32(w.data)
+                        )
+                    pos += len(record)
+                    if not w.done.done():
+                        w.done.set_result(None)
+        finally:
+            self._drainer = None
+            for w in self._queue:  # only when cancelled (the loop is shutting down)
+                w.done.cancel()
+
+    def _write(self, buf: bytes) -> tuple[int, int]:
+        """Append ``buf`` durably (in a thread): (pack number, offset). On failure the
+        pack is cut back to where it was, so no partial group stays behind."""
+        if self._end and self._end + len(buf) > PACK_BYTES:
+            self._create(self._current + 1)
+        fd, start = self._fds[self._current], self._end
+        try:
+            view = memoryview(buf)
+            at = start
+            while view:
+                n = os.pwrite(fd, view, at)
+                view, at = view[n:], at + n
+            os.fdatasync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                log.exception("%s: could not cut back a failed write", self._path(self._current))
+            raise
+        self._end = start + len(buf)
+        return self._current, start
+
+    def close(self) -> None:
+        """Close the pack files."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
