@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from storage import DocumentStore
 from storage.errors import BlobNotFoundError, NodeIOError, NodeUnavailableError
 from storage.nodes import LocalFolderNode
 from storage.nodes import pack as packmod
@@ -266,3 +268,43 @@ def test_a_writer_killed_mid_group_loses_no_acknowledged_blob(tmp_path: Path) ->
             assert await node.get(k) == bytes([i % 251]) * 3000
 
     asyncio.run(check())
+
+
+async def test_scrub_repairs_damaged_and_deleted_packed_fragments_in_place(
+    tmp_path: Path,
+) -> None:
+    def nodes() -> list[LocalFolderNode]:
+        return [
+            LocalFolderNode(f"node{i}", tmp_path / f"node{i}", zone=f"z{i % 3}", pack=True)
+            for i in range(6)
+        ]
+
+    store = DocumentStore(nodes(), segment_size=4096)  # type: ignore[arg-type]
+    rnd = random.Random(7)
+    docs = {}
+    for _ in range(4):
+        data = rnd.randbytes(rnd.randrange(1, 3 * 4096))
+        m = await store.put(data)
+        docs[m.doc_id] = (m, data)
+    damaged = 0
+    for m, _ in docs.values():
+        first, second = m.segments[0].fragments[:2]
+        located = store.pool.node(first.node)
+        assert isinstance(located, LocalFolderNode)
+        where = located.blob_location(first.key)
+        assert where is not None
+        with where[0].open("r+b") as f:  # flip a byte of the fragment inside its pack
+            f.seek(where[1])
+            byte = f.read(1)[0]
+            f.seek(where[1])
+            f.write(bytes([byte ^ 0x01]))
+        await store.pool.node(second.node).delete(second.key)
+        damaged += 2
+    fresh = DocumentStore(nodes(), segment_size=4096)  # type: ignore[arg-type]
+    report = await fresh.scrub()
+    assert report.healthy, report.problems
+    assert report.fragments_repaired == damaged and report.segments_unrecoverable == 0
+    for doc_id, (_, data) in docs.items():
+        assert await fresh.read_bytes(await fresh.load_manifest(doc_id)) == data
+    again = await DocumentStore(nodes(), segment_size=4096).scrub()  # type: ignore[arg-type]
+    assert again.healthy and again.fragments_bad == 0
