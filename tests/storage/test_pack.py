@@ -279,7 +279,7 @@ async def test_scrub_repairs_damaged_and_deleted_packed_fragments_in_place(
             for i in range(6)
         ]
 
-    store = DocumentStore(nodes(), segment_size=4096)  # type: ignore[arg-type]
+    store = DocumentStore(nodes(), segment_size=4096)
     rnd = random.Random(7)
     docs = {}
     for _ in range(4):
@@ -300,11 +300,11 @@ async def test_scrub_repairs_damaged_and_deleted_packed_fragments_in_place(
             f.write(bytes([byte ^ 0x01]))
         await store.pool.node(second.node).delete(second.key)
         damaged += 2
-    fresh = DocumentStore(nodes(), segment_size=4096)  # type: ignore[arg-type]
+    fresh = DocumentStore(nodes(), segment_size=4096)
     report = await fresh.scrub()
     assert report.healthy, report.problems
     assert report.fragments_repaired == damaged and report.segments_unrecoverable == 0
     for doc_id, (_, data) in docs.items():
         assert await fresh.read_bytes(await fresh.load_manifest(doc_id)) == data
-    again = await DocumentStore(nodes(), segment_size=4096).scrub()  # type: ignore[arg-type]
+    again = await DocumentStore(nodes(), segment_size=4096).scrub()
     assert again.healthy and again.fragments_bad == 0
