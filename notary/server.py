@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import ssl
@@ -260,6 +261,9 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Notary, str]]:
 async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
     """Run until cancelled (SIGINT/SIGTERM), announcing the URL and the trust file."""
     async with running(settings) as (notary, url):
+        # Everything built at start lives as long as the process: keep it out of the
+        # cyclic collector's full passes, which otherwise rescan it under load.
+        gc.freeze()
         announce(f"notary API listening on {url}")
         announce(f"trust file (for offline verification): {notary.trust_path.resolve()}")
         announce(f"data under {settings.data_dir.resolve()}; stop with Ctrl-C")
