@@ -23,7 +23,6 @@ transaction: waiting inside a transaction would hold SQLite's only connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -163,6 +162,21 @@ class StreamView:
         }
 
 
+@dataclass(frozen=True)
+class _Head:
+    """A stream's committed head: the last accepted seq (-1: none), the offset where the
+    next segment starts, and the last segment's content SHA-256 and entry hash."""
+
+    seq: int
+    end: int
+    sha256: str | None
+    entry_hash: str | None
+
+    @classmethod
+    def of(cls, row: LogStream) -> _Head:
+        return cls(row.head_seq, row.head_end, row.head_sha256, row.head_entry_hash)
+
+
 def _segment_view(seg: LogSegment, doc: Document) -> SegmentView:
     return SegmentView(
         seq=seg.seq,
@@ -183,10 +197,20 @@ class StreamService:
     def __init__(
         self, notary: NotaryService, *, order_timeout: float = 30.0, poll: float = 0.25
     ) -> None:
+        """``order_timeout``: how long a segment waits for its predecessor; ``poll``: how
+        often a waiting segment reads the head from the database (a head committed by
+        another replica of the API; this process's own commits wake it at once)."""
         self.notary = notary
         self.order_timeout = order_timeout
         self._poll = poll
-        self._changed: dict[str, asyncio.Event] = {}
+        # Stream ids by (org, name): a stream's id never changes once created.
+        self._ids: dict[tuple[str, str], str] = {}
+        # The newest head this process saw committed, per stream id (never ahead of the
+        # database; possibly behind it when another replica appends to the stream).
+        self._heads: dict[str, _Head] = {}
+        # Segments waiting for their predecessor, by (stream id, predecessor's seq):
+        # the commit of that seq wakes exactly them, with the new head.
+        self._waiters: dict[tuple[str, int], set[asyncio.Future[_Head]]] = {}
 
     # ---------------------------------------------------------------- append
 
@@ -198,9 +222,9 @@ class StreamService:
         new (False: the identical segment was already accepted)."""
         check_stream_name(name)
         self._check_meta(meta)
-        stream = await self._stream_for_append(who, name)
-        if meta.seq <= stream.head_seq:
-            return await self._existing(stream, meta), False
+        stream_id, head = await self._stream_for_append(who, name)
+        if meta.seq <= head.seq:
+            return await self._existing(stream_id, name, meta), False
         holder: dict[str, bytes] = {}
         try:
             doc = await self.notary.upload(
@@ -211,14 +235,14 @@ class StreamService:
                     media_type="text/plain",
                     sha256=meta.sha256,
                 ),
-                self._ordered(stream.id, meta, body, holder),
-                entry_for=lambda salt, sha: self._entry(stream.id, meta, holder, salt, sha),
+                self._ordered(stream_id, meta, body, holder),
+                entry_for=lambda salt, sha: self._entry(stream_id, meta, holder, salt, sha),
                 on_stored=lambda s, doc_id, manifest: self._advance(
-                    s, stream.id, meta, holder, doc_id, manifest
+                    s, stream_id, meta, holder, doc_id, manifest
                 ),
             )
         except _Accepted:
-            return await self._existing(stream, meta), False
+            return await self._existing(stream_id, name, meta), False
         view = SegmentView(
             seq=meta.seq,
             start=meta.start,
@@ -241,28 +265,40 @@ class StreamService:
                 "segment 0 must start at offset 0 with a previous SHA-256 of 64 zeros"
             )
 
-    async def _stream_for_append(self, who: Principal, name: str) -> LogStream:
+    async def _stream_for_append(self, who: Principal, name: str) -> tuple[str, _Head]:
+        """The stream's id and head, creating the stream if it is new. The head is this
+        process's newest (no database read) when it has one: if another replica moved
+        the head further, the head's conditional update finds out (``_Accepted``)."""
+        stream_id = self._ids.get((who.org, name))
+        if stream_id is not None and stream_id in self._heads:
+            return stream_id, self._heads[stream_id]
         async with self.notary.sessions() as s:
             row = await self._find(s, who.org, name)
-        if row is not None:
-            return row
-        try:
-            async with self.notary.sessions.begin() as s:
-                row = LogStream(
-                    id=self.notary._random(16).hex(),
-                    org=who.org,
-                    name=name,
-                    created_at=self.notary._clock(),
-                    head_seq=-1,
-                    head_end=0,
-                )
-                s.add(row)
-            return row
-        except IntegrityError:  # created concurrently by another request
-            async with self.notary.sessions() as s:
-                found = await self._find(s, who.org, name)
-            assert found is not None
-            return found
+        if row is None:
+            try:
+                async with self.notary.sessions.begin() as s:
+                    row = LogStream(
+                        id=self.notary._random(16).hex(),
+                        org=who.org,
+                        name=name,
+                        created_at=self.notary._clock(),
+                        head_seq=-1,
+                        head_end=0,
+                    )
+                    s.add(row)
+            except IntegrityError:  # created concurrently by another request
+                async with self.notary.sessions() as s:
+                    row = await self._find(s, who.org, name)
+                assert row is not None
+        self._ids[(who.org, name)] = row.id
+        return row.id, self._saw(row.id, _Head.of(row))
+
+    def _saw(self, stream_id: str, head: _Head) -> _Head:
+        """Remember ``head`` as committed (unless a newer one is known); return the newest."""
+        known = self._heads.get(stream_id)
+        if known is None or known.seq < head.seq:
+            self._heads[stream_id] = known = head
+        return known
 
     @staticmethod
     async def _find(s: AsyncSession, org: str, name: str) -> LogStream | None:
@@ -271,21 +307,21 @@ class StreamService:
         )
         return result.scalar_one_or_none()
 
-    async def _existing(self, stream: LogStream, meta: SegmentMeta) -> SegmentView:
+    async def _existing(self, stream_id: str, name: str, meta: SegmentMeta) -> SegmentView:
         async with self.notary.sessions() as s:
             row = (
                 await s.execute(
                     select(LogSegment, Document)
                     .join(Document, Document.id == LogSegment.document_id)
-                    .where(LogSegment.stream_id == stream.id, LogSegment.seq == meta.seq)
+                    .where(LogSegment.stream_id == stream_id, LogSegment.seq == meta.seq)
                 )
             ).one_or_none()
         if row is None:  # cannot happen while seq <= head; say so rather than guess
-            raise SegmentConflictError(f"segment {meta.seq} of stream {stream.name} is missing")
+            raise SegmentConflictError(f"segment {meta.seq} of stream {name} is missing")
         seg, doc = row
         if (seg.sha256, seg.start_offset, seg.end_offset) != (meta.sha256, meta.start, meta.end):
             raise SegmentConflictError(
-                f"stream {stream.name} already has a different segment {meta.seq} "
+                f"stream {name} already has a different segment {meta.seq} "
                 f"(bytes {seg.start_offset}-{seg.end_offset}, SHA-256 {seg.sha256})",
                 seq=meta.seq,
                 start=seg.start_offset,
@@ -312,46 +348,69 @@ class StreamService:
                 f"says {meta.end - meta.start}"
             )
         head = await self._wait_head(stream_id, meta.seq - 1)
-        if head.head_seq >= meta.seq:
+        if head.seq >= meta.seq:
             raise _Accepted
-        if head.head_end != meta.start:
+        if head.end != meta.start:
             raise SegmentLinkError(
                 f"segment {meta.seq} starts at byte {meta.start}; the stream's head "
-                f"(segment {head.head_seq}) ends at byte {head.head_end}",
-                head_seq=head.head_seq,
-                head_end=head.head_end,
+                f"(segment {head.seq}) ends at byte {head.end}",
+                head_seq=head.seq,
+                head_end=head.end,
             )
-        if (head.head_sha256 or ZERO_SHA256) != meta.prev_sha256:
+        if (head.sha256 or ZERO_SHA256) != meta.prev_sha256:
             raise SegmentLinkError(
                 f"segment {meta.seq} names previous SHA-256 {meta.prev_sha256}; segment "
-                f"{head.head_seq} has {head.head_sha256}",
-                head_seq=head.head_seq,
+                f"{head.seq} has {head.sha256}",
+                head_seq=head.seq,
             )
-        holder["prev"] = (
-            bytes.fromhex(head.head_entry_hash) if head.head_entry_hash else GENESIS_PREV
-        )
+        holder["prev"] = bytes.fromhex(head.entry_hash) if head.entry_hash else GENESIS_PREV
 
-    async def _wait_head(self, stream_id: str, at_least: int) -> LogStream:
+    async def _wait_head(self, stream_id: str, at_least: int) -> _Head:
+        """The head once its seq is at least ``at_least``; SegmentOutOfOrderError after
+        ``order_timeout`` seconds.
+
+        The commit of seq ``at_least`` in this process wakes the waiter with the new head
+        (no database read, and no other waiter woken). The database is read at the start
+        when this process knows no head of the stream, and every ``poll`` seconds: other
+        replicas of the API may append to the stream too.
+        """
+        known = self._heads.get(stream_id)
+        if known is not None and known.seq >= at_least:
+            return known
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.order_timeout
-        while True:
-            # The database is the truth (other replicas of the API append too); the event
-            # only wakes us early when this process committed the predecessor.
-            async with self.notary.sessions() as s:
-                row = await s.get(LogStream, stream_id, populate_existing=True)
-            assert row is not None
-            if row.head_seq >= at_least:
-                return row
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise SegmentOutOfOrderError(
-                    f"segment {at_least + 1} waited {self.order_timeout:g} s for segment "
-                    f"{at_least}; the stream's head is segment {row.head_seq}",
-                    head_seq=row.head_seq,
-                )
-            changed = self._changed.setdefault(stream_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, self._poll))
+        key = (stream_id, at_least)
+        # Registered before any read, so a commit between the read and the wait wakes it.
+        waiter: asyncio.Future[_Head] = loop.create_future()
+        self._waiters.setdefault(key, set()).add(waiter)
+        try:
+            read = known is None
+            while True:
+                if read:
+                    async with self.notary.sessions() as s:
+                        row = await s.get(LogStream, stream_id, populate_existing=True)
+                    assert row is not None
+                    head = self._saw(stream_id, _Head.of(row))
+                    if head.seq >= at_least:
+                        return head
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    head = self._heads[stream_id]
+                    raise SegmentOutOfOrderError(
+                        f"segment {at_least + 1} waited {self.order_timeout:g} s for segment "
+                        f"{at_least}; the stream's head is segment {head.seq}",
+                        head_seq=head.seq,
+                    )
+                await asyncio.wait([waiter], timeout=min(remaining, self._poll))
+                if waiter.done():
+                    return waiter.result()
+                read = True
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
 
     def _entry(
         self, stream_id: str, meta: SegmentMeta, holder: dict[str, bytes], salt: bytes, sha: bytes
@@ -406,10 +465,13 @@ class StreamService:
 
         # Wake the successor as soon as the head is durable, not after the upload's
         # final read: the commit of the head is the only ordered step of an append.
+        head = _Head(meta.seq, meta.end, manifest.sha256, holder["entry_hash"].hex())
+
         def committed(_: object) -> None:
-            changed = self._changed.pop(stream_id, None)
-            if changed is not None:
-                changed.set()
+            self._saw(stream_id, head)
+            for waiter in self._waiters.pop((stream_id, head.seq), ()):
+                if not waiter.done():
+                    waiter.set_result(head)
 
         event.listen(s.sync_session, "after_commit", committed, once=True)
 

@@ -174,6 +174,67 @@ async def test_a_missing_predecessor_times_out_as_out_of_order(api: Streams) -> 
     assert problem["head_seq"] == 0
 
 
+async def test_a_waiting_segment_is_woken_by_its_predecessor_commit(api: Streams) -> None:
+    from notary.http.streams import STREAMS
+
+    service = api.notary.app[STREAMS]
+    # No polling at all: only the commit of the predecessor can wake a waiting segment.
+    service._poll = service.order_timeout = 3600
+    parts = [f"w {i}\n".encode() * 3 for i in range(6)]
+    starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+    prevs = [ZERO] + [sha(p) for p in parts[:-1]]
+    assert (await api.put("wake", 0, parts[0], 0, ZERO))[0] == 201
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(api.put("wake", i, parts[i], starts[i], prevs[i]) for i in range(5, 0, -1))
+        ),
+        timeout=60,
+    )
+    assert [status for status, _ in results] == [201] * 5, results
+    assert service._waiters == {}  # every waiter removed itself
+
+
+async def test_a_head_moved_by_another_replica_is_found(api: Streams) -> None:
+    """Two StreamServices over one database stand for two replicas of the API: each
+    knows only its own commits, and must still follow the database."""
+    from notary.http.auth import LOCAL_ADMIN
+    from notary.http.streams import STREAMS
+    from notary.streams import SegmentMeta, StreamService, now
+
+    mine = api.notary.app[STREAMS]
+    mine._poll = 0.05
+    other = StreamService(mine.notary)
+    parts = [b"r0\n", b"r1\n", b"r2\n", b"r3\n"]
+    prevs = [ZERO] + [sha(p) for p in parts[:-1]]
+
+    async def other_appends(seq: int) -> None:
+        async def body() -> AsyncIterator[bytes]:
+            yield parts[seq]
+
+        meta = SegmentMeta(seq, 3 * seq, 3 * seq + 3, sha(parts[seq]), prevs[seq], now())
+        assert (await other.append(LOCAL_ADMIN, "rep", meta, body()))[1]
+
+    assert (await api.put("rep", 0, parts[0], 0, ZERO))[0] == 201
+    await other_appends(1)
+    # This replica still believes the head is segment 0: a resend of 1 is found anyway.
+    status, again = await api.put("rep", 1, parts[1], 3, prevs[1])
+    assert status == 200 and again["seq"] == 1, again
+    # Segment 3 waits here while the other replica commits segment 2.
+    waiting = asyncio.ensure_future(api.put("rep", 3, parts[3], 9, prevs[3]))
+    await other_appends(2)
+    status, seg3 = await asyncio.wait_for(waiting, timeout=30)
+    assert status == 201, seg3
+    head = await api.wait_anchored("rep", 3)
+    assert head["head"]["seq"] == 3 and head["head"]["end"] == 12
+    status, listing = await api.get("/v1/streams/rep/segments", receipts="1")
+    previous = None
+    for g in listing["segments"]:
+        entry = parse_log_segment_entry(g["receipt"]["entry"].encode())
+        assert link_error(previous, entry) is None
+        previous = entry
+    assert previous is not None and previous.seq == 3
+
+
 async def test_listing_filters_and_bad_input(api: Streams) -> None:
     start, prev = 0, ZERO
     times = ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z", "2026-01-02T10:00:00Z"]
