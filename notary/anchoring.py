@@ -31,8 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
+from chain.node.results import CommitInfo
 from notary.index.models import CustodyEvent, Document
 from notary.index.writer import IndexWriter
+from notary.ledger_thread import ThreadedChain
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +155,28 @@ class AnchorWorker:
                 except Exception as e:  # busy or unreachable: keep the batch, try again
                     log.warning("ledger submission of %d entries failed: %s", len(batch), e)
                     await asyncio.sleep(self._retry_delay)
-            for key, entry in batch:
-                task = asyncio.create_task(self._watch(key, entry))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            task = asyncio.create_task(self._watch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, key: Key, entry: bytes) -> None:
-        try:
-            info = await self._ledger.wait_committed(leaf_hash(entry), self._commit_timeout)
-            # "Anchored" means a receipt can be issued: a checkpoint covering the entry
-            # carries enough validator signatures (they are gathered after the commit).
-            await self._ledger.checkpoint(info.tree_size, timeout=self._commit_timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning("%s %s not committed yet (%s); resubmitting", *key, e)
-            self._queue.put_nowait((key, entry))
-            return
+    async def _watch(self, batch: list[tuple[Key, bytes]]) -> None:
+        """Wait for each entry of a submitted batch to be committed and signed, record
+        it, wake its waiter; resubmit the ones that are not."""
+        outcomes = await wait_signed(
+            self._ledger, [leaf_hash(entry) for _, entry in batch], self._commit_timeout
+        )
+        done: list[tuple[Key, CommitInfo]] = []
+        for (key, entry), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                log.warning("%s %s not committed yet (%s); resubmitting", *key, outcome)
+                self._queue.put_nowait((key, entry))
+            else:
+                done.append((key, outcome))
+        await asyncio.gather(*(self._record(key, info) for key, info in done))
+
+    async def _record(self, key: Key, info: CommitInfo) -> None:
         kind, ident = key
         anchored = Anchored(info.leaf_index, info.block_height, self._clock())
         values = {
@@ -185,3 +192,20 @@ class AnchorWorker:
         fut = self._waiters.pop(key, None)
         if fut is not None and not fut.done():
             fut.set_result(anchored)
+
+
+async def wait_signed(
+    ledger: Ledger, entry_hashes: Sequence[bytes], timeout: float
+) -> list[CommitInfo | BaseException]:
+    """For each entry, once committed and covered by a signed checkpoint: its CommitInfo,
+    or the error. ("Anchored" means a receipt can be issued: the checkpoint covering the
+    entry carries enough validator signatures; they are gathered after the commit.)"""
+    if isinstance(ledger, ThreadedChain):  # in-process validators: one trip for the batch
+        return await ledger.wait_signed(entry_hashes, timeout)
+
+    async def one(entry_hash: bytes) -> CommitInfo:
+        info = await ledger.wait_committed(entry_hash, timeout)
+        await ledger.checkpoint(info.tree_size, timeout=timeout)
+        return info
+
+    return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)

@@ -87,6 +87,15 @@ class ThreadedChain:
         """The largest committed checkpoint note, or None before the first one."""
         return await self._call(self._embedded.latest_checkpoint())
 
+    async def wait_signed(
+        self, entry_hashes: Sequence[bytes], timeout: float
+    ) -> list[CommitInfo | BaseException]:
+        """For each entry, once it is committed and a checkpoint of its tree size is
+        signed: its CommitInfo, or the error (e.g. CommitTimeoutError). One trip to the
+        validators' loop for the whole batch (a trip per entry and step costs both loops
+        a wake-up each way)."""
+        return await self._call(_wait_signed(self._embedded, entry_hashes, timeout))
+
     async def checkpoint(self, tree_size: int, timeout: float = 0.0) -> str:
         """The committed checkpoint of exactly ``tree_size`` (waiting up to ``timeout``)."""
         return await self._call(self._embedded.checkpoint(tree_size, timeout))
@@ -127,6 +136,17 @@ class ThreadedChain:
         self._loop.call_soon_threadsafe(self._loop.stop)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._loop.close()
+
+
+async def _wait_signed(
+    chain: EmbeddedChain, entry_hashes: Sequence[bytes], timeout: float
+) -> list[CommitInfo | BaseException]:
+    async def one(entry_hash: bytes) -> CommitInfo:
+        info = await chain.wait_committed(entry_hash, timeout)
+        await chain.checkpoint(info.tree_size, timeout)
+        return info
+
+    return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)
 
 
 async def _cancel_the_others() -> None:
