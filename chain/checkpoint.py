@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chain.errors import CheckpointOriginError, KeyNameError, NoteError, QuorumNotMetError
-from chain.keys import Signer, check_key_name, decode_b64
+from chain.keys import Signer, check_key_name, decode_b64, verify_signature
 from chain.note import (
     MAX_SIGNATURES,
     NoteSignature,
+    SignatureVerifier,
     format_note,
     note_signature,
     parse_note,
@@ -187,12 +188,16 @@ class VerifiedCheckpoint:
     signers: tuple[str, ...]
 
 
-def inspect_checkpoint(note: str | bytes, trust: TrustFile) -> CheckpointReport:
+def inspect_checkpoint(
+    note: str | bytes, trust: TrustFile, *, verify: SignatureVerifier = verify_signature
+) -> CheckpointReport:
     """Check every signature line of a checkpoint note against ``trust``; no threshold.
 
     Raises :class:`NoteError` for a malformed note envelope or body and
     :class:`CheckpointOriginError` if the origin is not ``trust.chain_id``.
     Individual signature lines never raise: each gets a :class:`SignatureStatus`.
+    ``verify`` checks each Ed25519 signature (default :func:`chain.keys.verify_signature`;
+    a replacement must answer exactly as it does, e.g. a cache of successes).
     """
     parsed = parse_note(note, strict=False)
     checkpoint = parse_checkpoint(parsed.text)
@@ -200,16 +205,17 @@ def inspect_checkpoint(note: str | bytes, trust: TrustFile) -> CheckpointReport:
         raise CheckpointOriginError(
             f"checkpoint origin {checkpoint.origin!r} is not the chain id {trust.chain_id!r}"
         )
+    message = parsed.text.encode("utf-8")  # the signed bytes, the same for every line
     signers: list[str] = []
     checks: list[SignatureCheck] = []
     for signature in parsed.signatures:
         line = signature.line.rstrip("\n")
         validator = trust.validator(signature.name)
+        # A trusted validator's name was checked by the trust file and its key hash is
+        # computed once (Validator.key_hash): matching both is the signed-note key check.
         if validator is None or validator.key_hash != signature.key_hash:
             status = SignatureStatus.UNKNOWN
-        elif not verify_note_signature(
-            parsed.text, signature, validator.name, validator.public_key
-        ):
+        elif not verify(validator.public_key, message, signature.signature):
             status = SignatureStatus.INVALID
         elif validator.name in signers:
             status = SignatureStatus.DUPLICATE
@@ -230,15 +236,18 @@ def inspect_checkpoint(note: str | bytes, trust: TrustFile) -> CheckpointReport:
     )
 
 
-def verify_checkpoint(note: str | bytes, trust: TrustFile) -> VerifiedCheckpoint:
-    """Verify that a checkpoint note is committed under ``trust``.
+def verify_checkpoint(
+    note: str | bytes, trust: TrustFile, *, verify: SignatureVerifier = verify_signature
+) -> VerifiedCheckpoint:
+    """Verify that a checkpoint note is committed under ``trust`` (``verify``: as for
+    :func:`inspect_checkpoint`).
 
     Counts only valid signatures of distinct validators of the trust file.
     Raises :class:`NoteError` (malformed note or body), :class:`CheckpointOriginError`
     (origin is not the chain id) or :class:`QuorumNotMetError` (too few signers;
     the message says how many valid of how many needed and who signed).
     """
-    report = inspect_checkpoint(note, trust)
+    report = inspect_checkpoint(note, trust, verify=verify)
     if not report.committed:
         signed = ", ".join(report.signers) if report.signers else "none"
         raise QuorumNotMetError(

@@ -7,6 +7,20 @@ an error message or a log line.
 
 Key-name rules and the key hash live here (not in ``note.py``) because a signer
 needs them to describe itself; ``chain.note`` re-exports them.
+
+Verification is :func:`verify_signature` (pure: the same answer for the same bytes).
+Two caches make it cheaper without changing any answer:
+
+* loaded public key objects (bounded, by raw key bytes): parsing a point costs about as
+  much as a third of a verification, and a process verifies the same few validator keys
+  over and over;
+* :class:`VerifiedSignatures` (:func:`cached_verify_signature`), a bounded LRU of
+  *successful* verifications by exact (public key, message, signature). Validators
+  running in one process (the embedded default) each verify the same proposal, vote,
+  QC and checkpoint signatures; with the cache each is verified once. A failure is never
+  cached, so a forged signature is checked (and rejected) every time, and a hit needs
+  the exact bytes that verified before. The consensus committee uses it; the offline
+  receipt verifier (``notary.verify``) does not, so what it reports was checked.
 """
 
 from __future__ import annotations
@@ -17,7 +31,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +57,10 @@ SIGNATURE_TYPE_ED25519 = 0x01
 # Generous for URL-like names, small enough that a hostile name cannot bloat a note.
 MAX_KEY_NAME_BYTES = 256
 
+# A name that is valid without looking further: ASCII 0x21..0x7E except '+'. (Every
+# other ASCII character is whitespace, a control character or '+'.)
+_PLAIN_KEY_NAME = re.compile(rf"[\x21-\x2a\x2c-\x7e]{{1,{MAX_KEY_NAME_BYTES}}}")
+
 KEY_FILE_FORMAT = "notary-validator-key"
 KEY_FILE_VERSION = 1
 
@@ -50,6 +72,9 @@ def check_key_name(name: str, *, what: str = "key name") -> None:
     no control characters (below U+0020, U+007F, U+0080..U+009F). The same rules
     apply to checkpoint origins (chain ids) here.
     """
+    # Fast path for the usual name: printable ASCII without space and '+', <= 256 chars.
+    if isinstance(name, str) and _PLAIN_KEY_NAME.fullmatch(name) is not None:
+        return
     if not isinstance(name, str) or not name:
         raise KeyNameError(f"{what} must be a non-empty string")
     if len(name.encode("utf-8", errors="surrogatepass")) > MAX_KEY_NAME_BYTES:
@@ -141,6 +166,13 @@ def decode_b64(text: str) -> bytes | None:
     return raw
 
 
+@lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """The loaded key object of 32 raw bytes (cached: keys are immutable); raises
+    ``ValueError`` for bytes that are not a valid key (not cached)."""
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``.
 
@@ -150,12 +182,68 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     try:
         if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
             return False
-        Ed25519PublicKey.from_public_bytes(bytes(public_key)).verify(
-            bytes(signature), bytes(message)
-        )
+        _public_key(bytes(public_key)).verify(bytes(signature), bytes(message))
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True
+
+
+class VerifiedSignatures:
+    """A bounded LRU set of (public key, message, signature) triples that verified.
+
+    :meth:`verify` answers exactly as :func:`verify_signature`: a hit needs the very
+    bytes that verified before (dictionary keys compare by equality, so a hash
+    collision cannot produce a false hit), and failures are not remembered. Safe to
+    share between threads.
+    """
+
+    def __init__(self, max_entries: int = 8192) -> None:
+        """Remember at most ``max_entries`` successes (least recently used evicted)."""
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._ok: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._ok)
+
+    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is valid (see :func:`verify_signature`); never raises."""
+        try:
+            key = (bytes(public_key), bytes(message), bytes(signature))
+        except TypeError:
+            return False
+        with self._lock:
+            if key in self._ok:
+                self._ok.move_to_end(key)
+                self.hits += 1
+                return True
+            self.misses += 1
+        if not verify_signature(*key):
+            return False
+        with self._lock:
+            self._ok[key] = None
+            if len(self._ok) > self.max_entries:
+                self._ok.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        """Forget every remembered success."""
+        with self._lock:
+            self._ok.clear()
+
+
+# Shared by every committee of the process (validators in one process verify the same
+# messages); a few thousand small triples, about a megabyte at most.
+VERIFIED_SIGNATURES = VerifiedSignatures()
+
+
+def cached_verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """:func:`verify_signature` through the process-wide :data:`VERIFIED_SIGNATURES`."""
+    return VERIFIED_SIGNATURES.verify(public_key, message, signature)
 
 
 class Signer:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from chain.errors import KeyNameError, NoteError
@@ -39,6 +39,7 @@ __all__ = [
     "SIGNATURE_PREFIX",
     "Note",
     "NoteSignature",
+    "SignatureVerifier",
     "add_signatures",
     "check_note_text",
     "format_note",
@@ -62,6 +63,9 @@ MAX_LINE_BYTES = 8192
 MAX_NOTE_BYTES = 1 << 20
 
 _FORBIDDEN_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+
+SignatureVerifier = Callable[[bytes, bytes, bytes], bool]
+"""``verify(public_key, message, signature) -> bool``, never raising."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,13 @@ def check_note_text(text: str) -> None:
     match = _FORBIDDEN_CONTROL.search(text)
     if match:
         raise NoteError(f"note contains control character {ord(match.group()):#04x}")
+    _check_line_lengths(text, size)
+
+
+def _check_line_lengths(text: str, size: int) -> None:
+    """Raise unless every line of ``text`` (``size`` UTF-8 bytes in all) fits a line."""
+    if size <= MAX_LINE_BYTES:
+        return  # no line can be longer than the whole text
     for number, line in enumerate(text[:-1].split("\n"), start=1):
         if len(line.encode("utf-8")) > MAX_LINE_BYTES:
             raise NoteError(f"note text line {number} is longer than {MAX_LINE_BYTES} bytes")
@@ -188,7 +199,9 @@ def parse_note(note: str | bytes, *, strict: bool = True) -> Note:
     text, block = note[: split + 1], note[split + 2 :]
     if not block:
         raise NoteError("note has no signature lines")
-    check_note_text(text)
+    # The whole note passed the UTF-8, size and control-character checks of the text,
+    # which is not empty and ends in a newline (note[split]); what is left is its lines.
+    _check_line_lengths(text, size)
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"note has {len(lines)} signature lines, more than {MAX_SIGNATURES}")
@@ -256,12 +269,18 @@ def add_signatures(note: str, signature_lines: Iterable[str]) -> str:
 
 
 def verify_note_signature(
-    text: str, signature: NoteSignature, name: str, public_key: bytes
+    text: str,
+    signature: NoteSignature,
+    name: str,
+    public_key: bytes,
+    *,
+    verify: SignatureVerifier = verify_signature,
 ) -> bool:
     """Whether ``signature`` is by the Ed25519 key ``(name, public_key)`` over ``text``.
 
     False if the name or key hash do not match that key, or the signature is
-    invalid; never raises.
+    invalid; never raises. ``verify`` checks the Ed25519 signature (default
+    :func:`chain.keys.verify_signature`; it must answer exactly as that does).
     """
     if signature.name != name or not is_valid_key_name(name):
         return False
@@ -271,4 +290,4 @@ def verify_note_signature(
         message = text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return verify_signature(public_key, message, signature.signature)
+    return verify(public_key, message, signature.signature)

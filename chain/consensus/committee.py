@@ -2,7 +2,9 @@
 
 Validators are referred to by their index in the trust file; the leader of a view is
 chosen by an injectable election (round robin by default). Signature verification is
-injected too, so the simulation can memoize it without touching production code.
+injected too; the default is :func:`chain.keys.cached_verify_signature`, which remembers
+successful verifications process-wide, so validators sharing a process (the embedded
+default) verify each signature once, and a bad signature is rejected every time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chain.keys import verify_signature
+from chain.keys import cached_verify_signature
 from chain.trust import TrustFile
 
 SignatureVerifier = Callable[[bytes, bytes, bytes], bool]
@@ -41,7 +43,7 @@ class Committee:
         self,
         trust: TrustFile,
         *,
-        verifier: SignatureVerifier = verify_signature,
+        verifier: SignatureVerifier = cached_verify_signature,
         election: LeaderElection = round_robin,
     ) -> None:
         """Build from a trust file (already validated: n = 3f+1, threshold >= 2f+1)."""
@@ -76,6 +78,11 @@ class Committee:
     def is_member(self, index: int) -> bool:
         """Whether ``index`` names a validator."""
         return 0 <= index < self.size
+
+    @property
+    def verifier(self) -> SignatureVerifier:
+        """The injected ``verify(public_key, message, signature)``."""
+        return self._verifier
 
     def verify(self, index: int, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` over ``message`` is by validator ``index``; never raises."""

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from chain.errors import KeyFileError, KeyNameError
 from chain.keys import (
     Signer,
+    VerifiedSignatures,
+    cached_verify_signature,
     check_key_name,
     decode_b64,
     key_hash,
@@ -272,3 +274,80 @@ def test_verifier_key_whose_base64_contains_plus() -> None:
     name, public_key = parse_verifier_key(vkey)
     assert name == "v9.notary.example"
     assert verifier_key(name, public_key) == vkey
+
+
+def _slow_key_name_ok(name: str) -> bool:
+    """The key-name rules spelled out character by character (the reference)."""
+    if not name or len(name.encode("utf-8", errors="surrogatepass")) > 256:
+        return False
+    for ch in name:
+        code = ord(ch)
+        if ch == "+" or ch.isspace() or ch in "\u200b\u2060\ufeff":
+            return False
+        if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+            return False
+    return True
+
+
+@settings(derandomize=True, max_examples=500)
+@given(st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=260))
+def test_check_key_name_fast_path_agrees_with_the_rules(name: str) -> None:
+    try:
+        check_key_name(name)
+        ok = True
+    except KeyNameError:
+        ok = False
+    assert ok is _slow_key_name_ok(name)
+
+
+def test_every_ascii_character_is_judged_as_the_rules_say() -> None:
+    for code in range(128):
+        name = f"a{chr(code)}b"
+        try:
+            check_key_name(name)
+            ok = True
+        except KeyNameError:
+            ok = False
+        assert ok is _slow_key_name_ok(name), code
+    check_key_name("x" * 256)
+    with pytest.raises(KeyNameError):
+        check_key_name("x" * 257)
+
+
+def test_verified_signatures_caches_successes_only() -> None:
+    signer = Signer.from_seed("v1", SEED)
+    other = Signer.from_seed("v2", bytes(range(1, 33)))
+    cache = VerifiedSignatures(max_entries=2)
+    sig = signer.sign(b"message")
+    assert cache.verify(signer.public_key, b"message", sig)
+    assert cache.verify(signer.public_key, b"message", sig)
+    assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
+    # A forged signature (flipped bit, another key's, another message's) fails every time
+    # and is never remembered.
+    forged = bytes([sig[0] ^ 1]) + sig[1:]
+    for _ in range(2):
+        assert not cache.verify(signer.public_key, b"message", forged)
+        assert not cache.verify(other.public_key, b"message", sig)
+        assert not cache.verify(signer.public_key, b"messagf", sig)
+        assert not cache.verify(signer.public_key[:31], b"message", sig)
+    assert len(cache) == 1
+    # Bounded: the least recently used success goes first.
+    sig2, sig3 = signer.sign(b"two"), signer.sign(b"three")
+    assert cache.verify(signer.public_key, b"two", sig2)
+    assert cache.verify(signer.public_key, b"message", sig)  # refreshes "message"
+    assert cache.verify(signer.public_key, b"three", sig3)  # evicts "two"
+    assert len(cache) == 2
+    misses = cache.misses
+    assert cache.verify(signer.public_key, b"two", sig2)
+    assert cache.misses == misses + 1
+
+
+def test_process_wide_cache_rejects_a_forgery_of_a_cached_signature() -> None:
+    signer = Signer.from_seed("v1", SEED)
+    sig = signer.sign(b"vote")
+    assert cached_verify_signature(signer.public_key, b"vote", sig)
+    assert cached_verify_signature(signer.public_key, b"vote", sig)
+    assert not cached_verify_signature(
+        signer.public_key, b"vote", sig[:-1] + bytes([sig[-1] ^ 0x80])
+    )
+    assert not cached_verify_signature(signer.public_key, b"vote!", sig)
