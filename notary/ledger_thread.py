@@ -19,8 +19,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from chain.checkpoint import parse_checkpoint
 from chain.node.inprocess import EmbeddedChain, start_embedded
 from chain.node.results import CommitInfo, ConsistencyProof, InclusionProof, SubmitResult
+from chain.note import parse_note
 from chain.trust import TrustFile
 
 _T = TypeVar("_T")
@@ -87,6 +89,11 @@ class ThreadedChain:
         """The largest committed checkpoint note, or None before the first one."""
         return await self._call(self._embedded.latest_checkpoint())
 
+    async def latest_with_proof(self, leaf_index: int) -> tuple[str | None, InclusionProof | None]:
+        """The latest checkpoint note and, if its tree holds leaf ``leaf_index``, the
+        leaf's inclusion proof in that tree; one trip to the validators' loop."""
+        return await self._call(_latest_with_proof(self._embedded, leaf_index))
+
     async def wait_signed(
         self, entry_hashes: Sequence[bytes], timeout: float
     ) -> list[CommitInfo | BaseException]:
@@ -136,6 +143,18 @@ class ThreadedChain:
         self._loop.call_soon_threadsafe(self._loop.stop)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._loop.close()
+
+
+async def _latest_with_proof(
+    chain: EmbeddedChain, leaf_index: int
+) -> tuple[str | None, InclusionProof | None]:
+    note = await chain.latest_checkpoint()
+    if note is None:
+        return None, None
+    size = parse_checkpoint(parse_note(note).text).size
+    if leaf_index >= size:
+        return note, None
+    return note, await chain.inclusion_proof(size, leaf_index=leaf_index)
 
 
 async def _wait_signed(

@@ -44,6 +44,7 @@ from notary.custody import CustodyProof, format_time, parse_event
 from notary.entry import custody_entry, document_entry
 from notary.index.models import CaseOrder, CaseOrderDocument, CustodyEvent, Document, Share
 from notary.index.writer import IndexWriter
+from notary.ledger_thread import ThreadedChain
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
 from notary.sealed_io import Sealing, is_sealed, must_seal
@@ -460,15 +461,23 @@ class NotaryService:
         if row.status != "anchored" or row.leaf_index is None or row.entry is None:
             raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
         assert row.sha256 is not None and row.size is not None
-        note = await self._checkpoint(tree_size)
+        note, proof = None, None
+        if tree_size is None and isinstance(self.ledger, ThreadedChain):
+            # In-process validators: note and proof in one trip to their loop.
+            note, proof = await self._call_ledger(self.ledger.latest_with_proof(row.leaf_index))
+            if note is None:
+                raise errors.ChainUnavailableError("the ledger has no committed checkpoint yet")
+        else:
+            note = await self._checkpoint(tree_size)
         size = parse_checkpoint(parse_note(note).text).size
         if row.leaf_index >= size:
             raise errors.BadRequestError(
                 f"the checkpoint of tree size {size} does not yet include leaf {row.leaf_index}"
             )
-        proof = await self._call_ledger(
-            self.ledger.inclusion_proof(size, leaf_index=row.leaf_index)
-        )
+        if proof is None:
+            proof = await self._call_ledger(
+                self.ledger.inclusion_proof(size, leaf_index=row.leaf_index)
+            )
         return Receipt(
             chain_id=self.chain_id,
             document_sha256=bytes.fromhex(row.sha256),
