@@ -7,17 +7,36 @@ checkpoint and leaf-position lookups). WAL journal; :meth:`SqliteStore.save_safe
 returns only once the state would survive a power cut (the core signs a vote only after
 that).
 
-Durability per write: the safety state and the committed marker of a block with entries
-are written with ``synchronous=FULL`` (fsync at commit: the core appends to the ledger
-only after the marker is durable, and signs only after the safety state is). Plain
-blocks, and markers of empty blocks, are written with ``NORMAL`` (no fsync of their
-own; the next FULL commit flushes them): what a power cut loses of them is learnt
-again from peers.
+Durability per write. One durable (``synchronous=FULL``) commit fsyncs the WAL, and with it
+every transaction committed before it, so a write that need not be durable *by itself*
+is written with ``NORMAL`` (no fsync; it survives a crash of the process at once, and a
+power cut from the next durable commit on). Per block and validator, only the safety
+state costs an fsync on the validator's event loop:
+
+* the safety state (before every vote, timeout and proposal): FULL, always. This is the
+  BFT invariant: a message is signed only after the state that allows it is on disk.
+* the committed marker of a block with entries: it must be durable before the block's
+  entries reach the log ("behind, never ahead"; :func:`chain.consensus.ledger.recover`
+  replays a log that is behind). By default it is FULL. A node whose log writes run on
+  a writer thread (:class:`chain.node.deferred_ledger.DeferredLedger`) calls
+  :meth:`SqliteStore.commit_barrier` instead: markers are then written with NORMAL and
+  the writer runs the barrier (:meth:`SqliteStore.sync`, an fsync of the WAL) before each
+  log write, so the marker is still on disk before its entries, and the fsync leaves the
+  event loop. Markers of empty blocks change no log: NORMAL (a power cut may forget a
+  few trailing empty commits; they are learnt again from peers).
+* blocks: NORMAL; what a power cut loses of them is learnt again from peers.
+* committed checkpoint notes: NORMAL. A note is not safety state: it is 2f+1 signatures
+  anyone can check, and a receipt carries its own copy. A power cut before the next
+  durable commit (under load: the next vote, milliseconds later) may forget the latest
+  notes; after a restart each validator signs the checkpoint of its first commit again
+  (its "last signed size" starts at 0), so the latest tree size gets a note again.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +104,10 @@ class SqliteStore:
         self.path = path
         self._block_bytes = block_bytes
         self._head: Block | None = None
+        # commit_barrier() was called: the ledger's writer makes markers durable.
+        self._commit_sync_deferred = False
+        self._synced_directory = False
+        self._sync_lock = threading.Lock()
         # Called with the tree size after a committed checkpoint is stored (wakes waiters).
         self.on_checkpoint: Callable[[int], None] | None = None
         row = db.execute("SELECT MAX(height) FROM committed").fetchone()
@@ -128,6 +151,47 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: write failed: {e}") from None
 
+    def sync(self) -> None:
+        """Make every transaction committed so far durable; callable from any thread.
+
+        WAL mode appends each commit to the ``-wal`` file with ``write()`` (under
+        ``NORMAL`` without an fsync), and a checkpoint copies it into the database and
+        fsyncs that before the WAL is reused; so an fsync of the WAL file (of the
+        database when there is none) makes everything committed before this call
+        durable. It takes no SQLite lock and does not touch the connection, so it may
+        run on another thread while the event loop goes on writing.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            with self._sync_lock:
+                try:
+                    fd = os.open(wal, os.O_RDONLY)
+                except FileNotFoundError:
+                    fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if not self._synced_directory:  # the WAL's directory entry, once
+                    dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                    try:
+                        os.fsync(dir_fd)
+                    finally:
+                        os.close(dir_fd)
+                    self._synced_directory = True
+        except OSError as e:
+            raise StoreError(f"{self.path}: sync failed: {e}") from None
+
+    def commit_barrier(self) -> Callable[[], None]:
+        """Leave the fsync of committed markers to the ledger's writer.
+
+        From now on :meth:`set_committed` does not fsync; the caller must run the
+        returned callable (:meth:`sync`, thread-safe) before every write of its log
+        reaches the disk, which keeps the marker ahead of the entries.
+        """
+        self._commit_sync_deferred = True
+        return self.sync
+
     def _encode(self, block: Block) -> bytes:
         cached = self._block_bytes(block) if self._block_bytes is not None else None
         return cached if cached is not None else _encode_block(block)
@@ -164,13 +228,14 @@ class SqliteStore:
     def set_committed(self, block: Block) -> None:
         """Record ``block`` as committed at its height (the block is stored with it).
 
-        Durable before returning when the block has entries: the ledger append that
-        follows must never get ahead of the marker. An empty block changes no log, so
-        its marker rides on the next fsync (a power cut may forget a few trailing empty
-        commits; they are learnt again from peers), which spares an idle chain one
-        fsync per block and validator.
+        Durable before returning when the block has entries (the ledger append that
+        follows must never get ahead of the marker), unless :meth:`commit_barrier` handed
+        that fsync to the ledger's writer. An empty block changes no log, so its marker
+        rides on the next fsync (a power cut may forget a few trailing empty commits;
+        they are learnt again from peers), which spares an idle chain one fsync per
+        block and validator.
         """
-        durable = bool(block.entries)
+        durable = bool(block.entries) and not self._commit_sync_deferred
         try:
             stored = self._db.execute(
                 "SELECT 1 FROM blocks WHERE hash = ?", (block.hash,)
@@ -215,11 +280,10 @@ class SqliteStore:
         return [decode_block(bytes(r[0])) for r in rows]
 
     def put_checkpoint(self, tree_size: int, note: str) -> None:
-        """Store a committed checkpoint note."""
+        """Store a committed checkpoint note (no fsync of its own: see the module notes)."""
         self._write(
             "INSERT OR IGNORE INTO checkpoints (tree_size, note) VALUES (?, ?)",
             (tree_size, note),
-            durable=True,
         )
         if self.on_checkpoint is not None:
             self.on_checkpoint(tree_size)

@@ -16,8 +16,10 @@ handling messages while the write hashes and waits for its fsyncs; one write is 
 flight at a time.
 
 Safety is unchanged: the store marks a block committed before its entries reach the log
-in any case, and :func:`chain.consensus.ledger.recover` replays committed blocks a log
-lacks after a crash ("behind, never ahead"). Reads see the log as committed without
+in any case (with ``before_write``, the store's commit barrier, the marker's fsync runs
+on the writer thread right before the write instead of on the event loop), and
+:func:`chain.consensus.ledger.recover` replays committed blocks a log lacks after a
+crash ("behind, never ahead"). Reads see the log as committed without
 waiting for the write: size and root are known, and lookups and entries come from the
 log plus the entries not yet written; only a proof over a tree larger than the written
 log waits for the write. A failed write is reported to ``on_error`` (the node halts:
@@ -29,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 
-from chain.errors import LogError
+from chain.errors import ChainError, LogError
 from chain.log import MerkleLog
 from chain.merkle import CompactRange, leaf_hash
 
@@ -45,6 +47,7 @@ class DeferredLedger:
         schedule: Schedule,
         on_error: Callable[[BaseException], None] | None = None,
         executor: Executor | None = None,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
         """Wrap ``log``; ``schedule(fn)`` runs ``fn`` soon on the event loop (it must be
         thread-safe, e.g. ``loop.call_soon_threadsafe``, when ``executor`` is given).
@@ -52,8 +55,15 @@ class DeferredLedger:
         ``executor``: where writes run (None: on the loop, in the scheduled callback).
         It must run one write at a time in order; this object never submits a second
         write before the first one finished.
+
+        ``before_write``, if given, runs right before each write of the log, on the
+        thread that writes (the executor's, or the loop for a synchronous flush); the
+        node passes its consensus store's commit barrier
+        (:meth:`chain.consensus.sqlite_store.SqliteStore.commit_barrier`), which makes
+        the committed markers durable before the entries they cover.
         """
         self.log = log
+        self._before_write = before_write
         self._schedule = schedule
         self._on_error = on_error
         self._executor = executor
@@ -152,10 +162,21 @@ class DeferredLedger:
             return
         self._take_pending()
         future = self._executor.submit(
-            self.log.append, self._flight, self._flight_leaves, self._flight_expect
+            self._write, self._flight, self._flight_leaves, self._flight_expect
         )
         self._flight_future = future
         future.add_done_callback(lambda f: self._schedule(lambda: self._finished(f)))
+
+    def _write(
+        self, entries: list[bytes], leaves: list[bytes], expect: tuple[int, bytes]
+    ) -> tuple[int, bytes]:
+        """One write of the log (on the writer's thread): the barrier, then the append."""
+        if self._before_write is not None:
+            try:
+                self._before_write()
+            except ChainError as e:
+                raise LogError(f"cannot write the Merkle log: {e}") from e
+        return self.log.append(entries, leaves, expect)
 
     def _take_pending(self) -> None:
         """Make every pending entry the next write; the log must then match the frontier."""
@@ -213,7 +234,7 @@ class DeferredLedger:
             return
         self._take_pending()
         try:
-            written = self.log.append(self._flight, self._flight_leaves, self._flight_expect)
+            written = self._write(self._flight, self._flight_leaves, self._flight_expect)
         except LogError as e:
             self.failed = e
             raise

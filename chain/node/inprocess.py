@@ -214,13 +214,21 @@ async def start_embedded(
     try:
         for signer in signers:
             base = data_dir / signer.name
+            store = SqliteStore.open(base, block_bytes=take_block_bytes)
+            # The writer thread fsyncs the committed markers before the entries they cover
+            # (instead of the event loop, once per block and validator).
+            try:
+                merkle_log = MerkleLog.open(base / "log")
+            except BaseException:
+                store.close()
+                raise
             log = DeferredLedger(
-                MerkleLog.open(base / "log"),
+                merkle_log,
                 loop.call_soon_threadsafe,
                 on_error=on_error,
                 executor=writer,
+                before_write=store.commit_barrier(),
             )
-            store = SqliteStore.open(base, block_bytes=take_block_bytes)
             transport = network.register(signer.name, handler_for(signer.name))
             clock = AsyncioClock(loop, on_error=on_error)
             core = Core(

@@ -126,13 +126,15 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # One worker thread writes the Merkle log, so its fsyncs never stall the loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log")
+        self._store = SqliteStore.open(cfg.data_dir, block_bytes=take_block_bytes)
+        # The writer fsyncs the committed markers before the entries they cover.
         self._log = DeferredLedger(
             MerkleLog.open(cfg.data_dir / "log"),
             loop.call_soon_threadsafe,
             on_error=self._halt,
             executor=self._writer,
+            before_write=self._store.commit_barrier(),
         )
-        self._store = SqliteStore.open(cfg.data_dir, block_bytes=take_block_bytes)
         limits = block_limits(cfg)
         c = cfg.consensus
         mempool = None
@@ -258,12 +260,12 @@ class Node:
             self._runner = None
         if self.service is not None:
             self.service.close()
+        if self._log is not None:  # its last write runs the store's commit barrier
+            self._log.close()
+            self._log = None
         if self._store is not None:
             self._store.close()
             self._store = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None

@@ -18,7 +18,7 @@ import pytest
 from chain.consensus.blocks import GENESIS, GENESIS_QC, Block, QuorumCert, payload_digest
 from chain.consensus.ledger import apply_block, recover
 from chain.consensus.store import MemoryStore
-from chain.errors import LogError
+from chain.errors import LogError, StoreError
 from chain.log import MerkleLog
 from chain.merkle import CompactRange, leaf_hash, verify_inclusion
 from chain.node.deferred_ledger import DeferredLedger
@@ -189,3 +189,53 @@ async def test_a_root_the_entries_do_not_give_fails_the_write(tmp_path: Path) ->
     assert log.size == 0, "nothing reaches the disk"
     assert "expected size 4" in str(errors[0]) and ledger.failed is not None
     ledger.close()
+
+
+async def test_the_barrier_runs_on_the_writer_before_each_write(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    log = MerkleLog.open(tmp_path / "log")
+    blocks = _blocks(3, 4, random.Random(7))
+    calls: list[tuple[str, int]] = []
+
+    def barrier() -> None:  # what the log holds when the barrier runs: nothing new yet
+        calls.append((threading.current_thread().name, log.size))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as writer:
+        ledger = DeferredLedger(
+            log, loop.call_soon_threadsafe, executor=writer, before_write=barrier
+        )
+        apply_block(MemoryStore(), ledger, blocks[0])
+        await wait_for(_async(lambda: ledger.pending == 0), 10)
+        apply_block(MemoryStore(), ledger, blocks[1])
+        await wait_for(_async(lambda: ledger.pending == 0), 10)
+    assert [size for _, size in calls] == [0, 4]
+    assert all(name.startswith("writer") for name, _ in calls)
+    apply_block(MemoryStore(), ledger, blocks[2])
+    ledger.inclusion_proof(0, 12)  # a synchronous flush runs the barrier too
+    assert calls[-1] == (threading.current_thread().name, 8)
+    ledger.close()
+
+
+async def test_a_failing_barrier_keeps_the_entries_off_the_log(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[BaseException] = []
+    log = MerkleLog.open(tmp_path / "log")
+    blocks = _blocks(1, 4, random.Random(8))
+
+    def barrier() -> None:
+        raise StoreError("consensus.sqlite: sync failed: [Errno 5] I/O error")
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        ledger = DeferredLedger(
+            log,
+            loop.call_soon_threadsafe,
+            on_error=errors.append,
+            executor=writer,
+            before_write=barrier,
+        )
+        apply_block(MemoryStore(), ledger, blocks[0])
+        await wait_for(_async(lambda: bool(errors)), 10)
+    assert log.size == 0, "the entries never reach the log ahead of their marker"
+    assert isinstance(errors[0], LogError) and "sync failed" in str(errors[0])
+    assert ledger.failed is not None
+    ledger.log.close()
