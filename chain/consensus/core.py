@@ -147,6 +147,8 @@ class Core:
         # The last proposal this replica built, with the log frontier after its block:
         # when it comes back through local delivery it needs no re-verification.
         self._own: tuple[Proposal, CompactRange] | None = None
+        # The hash of that proposal's block when its vote was recorded with it.
+        self._prevoted: bytes | None = None
         self.checkpointer = Checkpointer(committee, signer, block_store)
         self._started = False
 
@@ -302,7 +304,10 @@ class Core:
             InvalidBlockError,
             f"block timestamp {block.timestamp_ms} is more than the allowed skew from {now}",
         )
-        self.safety.prepare_vote(block)  # durable before the vote exists
+        if self._prevoted == block.hash:
+            self._prevoted = None  # recorded with the proposal (_propose): durable already
+        else:
+            self.safety.prepare_vote(block)  # durable before the vote exists
         signature = self.signer.sign(vote_message(self.committee.chain_id, block.view, block.hash))
         v = Vote(block.view, block.hash, self.index, signature)
         if self.config.broadcast_votes:
@@ -390,7 +395,10 @@ class Core:
             tc=tc,
             entries=entries,
         ).known_leaf_hashes(leaves)
-        self.safety.prepare_proposal(block)  # durable before the proposal exists
+        # Durable before the proposal exists, with this validator's own vote for it (one
+        # fsync): the vote is signed when the proposal comes back through local delivery.
+        if self.safety.prepare_proposal(block, vote=True):
+            self._prevoted = block.hash
         signature = self.signer.sign(proposal_message(self.committee.chain_id, view, block.hash))
         proposal = Proposal(block, signature)
         self._own = (proposal, frontier)
@@ -527,6 +535,7 @@ class Core:
         if self.signer is None or self.index is None:
             return
         self.safety.prepare_timeout(view)  # durable: never vote in this view afterwards
+        self._prevoted = None  # nor cast a vote recorded with an earlier proposal
         self._timeout_sent_view = view
         qc = self.high_qc
         tc = self.last_tc if self.last_tc is not None and self.last_tc.view < view else None

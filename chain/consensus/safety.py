@@ -122,7 +122,24 @@ class SafetyRules:
         self.rules.check_timeout(self.state, view)
         self._persist(replace(self.state, last_voted_view=max(view, self.state.last_voted_view)))
 
-    def prepare_proposal(self, block: Block) -> None:
-        """Check and durably record a proposal of ``block``; the caller signs afterwards."""
+    def prepare_proposal(self, block: Block, *, vote: bool = False) -> bool:
+        """Check and durably record a proposal of ``block``; the caller signs afterwards.
+
+        With ``vote``, also record the proposer's own vote for ``block`` in the same
+        write when the vote rule allows it (one fsync instead of two); returns whether
+        it did, i.e. whether the caller may sign that vote without :meth:`prepare_vote`.
+        """
         self.rules.check_proposal(self.state, block)
-        self._persist(replace(self.state, last_proposed_view=block.view))
+        state = replace(self.state, last_proposed_view=block.view)
+        voted = False
+        if vote:
+            try:
+                self.rules.check_vote(state, block)
+                voted = True
+            except UnsafeError:
+                pass
+        if voted:
+            high = block.qc if block.qc.view > state.high_qc.view else state.high_qc
+            state = replace(state, last_voted_view=block.view, high_qc=high)
+        self._persist(state)
+        return voted

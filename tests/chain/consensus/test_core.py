@@ -254,3 +254,36 @@ def test_leader_proposes_to_commit_pending_entries_then_goes_quiet() -> None:
     clock.advance(100)
     (p,) = out.of(Proposal)
     assert p.block.entries == () and p.block.qc.block_hash == B1.hash  # type: ignore[attr-defined]
+
+
+def test_leader_records_its_proposal_and_own_vote_with_one_fsync() -> None:
+    core, out, clock = replica(2)  # leader of view 2
+    store = core.safety._store
+    assert isinstance(store, MemoryStore)
+    core.handle("v1", propose(B1))
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+    saves = store.saves
+    clock.advance(100)  # batch delay: propose, then the proposal comes back locally
+    proposal = next(m for m in out.of(Proposal))
+    assert isinstance(proposal, Proposal) and proposal.block.view == 2
+    assert [m.view for m in out.of(Vote)] == [1, 2]  # type: ignore[attr-defined]
+    assert store.saves == saves + 1
+    state = store.load_safety()
+    assert state is not None and state.last_voted_view == state.last_proposed_view == 2
+
+
+def test_a_timeout_between_proposal_and_delivery_cancels_the_recorded_vote() -> None:
+    core, out, clock = replica(2)
+    core.handle("v1", propose(B1))
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+    clock.advance(0)  # local deliveries due now
+    propose_at = min(clock.timers, key=lambda t: t[0])  # the batch delay, before the view's
+    clock.timers.remove(propose_at)
+    propose_at[1]()  # the proposal; its local delivery is queued, not run yet
+    assert out.of(Proposal) and core.safety.state.last_voted_view == 2
+    core._local_timeout(2)  # the view times out first
+    clock.advance(0)
+    assert [m.view for m in out.of(Vote)] == [1]  # type: ignore[attr-defined]
+    assert [t.view for t in out.of(Timeout)] == [2]  # type: ignore[attr-defined]

@@ -93,3 +93,21 @@ def test_state_survives_restart() -> None:
     assert again.state.last_voted_view == B1.view
     with pytest.raises(UnsafeError):
         again.prepare_vote(B1)
+
+
+def test_a_proposal_records_the_proposers_own_vote_in_one_write() -> None:
+    safety, store = rules()
+    assert safety.prepare_proposal(B1, vote=True) is True
+    assert store.saves == 1
+    state = store.load_safety()
+    assert state is not None
+    assert (state.last_proposed_view, state.last_voted_view) == (B1.view, B1.view)
+    with pytest.raises(UnsafeError):  # the recorded vote counts: no second one in the view
+        safety.prepare_vote(B1)
+    # A proposal the vote rule forbids is still recorded, without a vote.
+    safety, store = rules()
+    safety.prepare_timeout(B2.view)
+    assert safety.prepare_proposal(B2, vote=True) is False
+    state = store.load_safety()
+    assert state is not None
+    assert (state.last_proposed_view, state.last_voted_view) == (B2.view, B2.view)
