@@ -16,6 +16,7 @@ from chain.checkpoint import (
     Checkpoint,
     assemble_checkpoint,
     checkpoint_signature,
+    parse_checkpoint,
     verify_checkpoint,
 )
 from chain.consensus.blocks import GENESIS, Block
@@ -25,6 +26,7 @@ from chain.consensus.messages import CheckpointVote
 from chain.consensus.store import BlockStore
 from chain.keys import Signer
 from chain.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash
+from chain.note import parse_note
 
 
 class Ledger(Protocol):
@@ -223,6 +225,11 @@ def recover(store: BlockStore, ledger: Ledger) -> Block:
     return head
 
 
+def checkpoint_size(note: str) -> int:
+    """The tree size of a stored (well-formed) checkpoint note."""
+    return parse_checkpoint(parse_note(note).text).size
+
+
 class Checkpointer:
     """Signs checkpoints of committed blocks and stores those 2f+1 validators signed."""
 
@@ -234,6 +241,10 @@ class Checkpointer:
         self._store = store
         self._collector = CheckpointCollector(committee)
         self._last_signed_size = 0
+        # Checkpoints above this size can only have been stored through this object (so
+        # the collector knows them): the store is asked only about sizes up to it.
+        latest = store.checkpoint(None)
+        self._stored_before = checkpoint_size(latest) if latest is not None else -1
 
     def sign(self, block: Block) -> CheckpointVote | None:
         """This validator's vote for the checkpoint after ``block``, if the log grew."""
@@ -252,7 +263,8 @@ class Checkpointer:
         # in-memory check first; the store knows those completed before a restart).
         if self._collector.done(vote.tree_size):
             return None
-        if self._store.checkpoint(vote.tree_size) is not None:
+        maybe_stored = vote.tree_size <= self._stored_before
+        if maybe_stored and self._store.checkpoint(vote.tree_size) is not None:
             return None
         vote.verify(self._committee)
         note = self._collector.add(vote)

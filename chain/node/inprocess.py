@@ -52,6 +52,14 @@ logger = logging.getLogger(__name__)
 
 TRUST_FILE = "trust.json"
 
+# How long the leader of a view waits for entries before proposing what it has (unless a
+# full batch is waiting); CoreConfig's default of 50 ms suits validators on a network. In
+# one process a view costs a few milliseconds (one fsync per validator, the signatures
+# verified once), so a short wait keeps blocks cheap enough and commits in about 2.5
+# views: 10 ms gave the best throughput and receipt latency under the service benchmark
+# (docs/validator-node.md); 0 commits faster still but spends a core on empty-ish blocks.
+EMBEDDED_BATCH_DELAY_MS = 10
+
 
 @dataclass
 class _Replica:
@@ -209,6 +217,8 @@ async def start_embedded(
         logger.critical("embedded chain: %s", e, exc_info=e)
 
     mp_config = mempool_config or MempoolConfig()
+    if core_config is None:
+        core_config = CoreConfig(batch_delay_ms=EMBEDDED_BATCH_DELAY_MS)
     # One worker thread writes the validators' Merkle logs (each has one write at a time).
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merkle-log")
     try:
