@@ -48,6 +48,12 @@ def report(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     return data
 
 
+def all_anchored(url: str, stream: str) -> bool:
+    """Whether every segment the service accepted on ``stream`` is anchored."""
+    h = head(url, stream)
+    return h is not None and h["anchored_seq"] == h["head"]["seq"]
+
+
 def test_push_verify_and_push_again(env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(lines(0, 3000))
@@ -112,10 +118,12 @@ def test_kill_9_mid_push_resumes_without_gap_or_duplicate(
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             # Kill while segments are in flight: after the service has some, before all.
+            def accepted(t: int = threshold) -> bool:
+                h = head(env["NOTARY_URL"], "killed")
+                return h is not None and h["head"]["seq"] >= t
+
             wait_for(
-                lambda t=threshold: (
-                    (h := head(env["NOTARY_URL"], "killed")) and h["head"]["seq"] >= t
-                ),
+                accepted,
                 120,
                 f"{threshold} segments accepted",
             )
@@ -186,6 +194,8 @@ def test_follow_across_rotation_by_rename_and_by_truncation(
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    # --follow does not wait for anchoring: verify once every accepted segment is anchored.
+    wait_for(lambda: all_anchored(url, "live"), 60, "the segments anchored")
     whole = tmp_path / "whole.log"
     whole.write_bytes(b"".join(written[:-1]))  # the partial line is not pushed yet
     v = verify(env, "live", "--against", str(whole))

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.cli.live_server import LiveServer, clean_env, notary_argv, run_notary
-from tests.cli.logs_helpers import append, free_port, head_end, lines, one_line, serve_at, wait_for
+from tests.cli.logs_helpers import (
+    append,
+    free_port,
+    head,
+    head_end,
+    lines,
+    one_line,
+    serve_at,
+    wait_for,
+)
 
 
 class Service:
@@ -63,6 +72,11 @@ def spool_bytes(env: dict[str, str], stream: str) -> int:
     return int(row["local"]["spool_bytes"]) if row and "local" in row else 0
 
 
+def _all_anchored(url: str, stream: str) -> bool:
+    h = head(url, stream)
+    return h is not None and h["anchored_seq"] == h["head"]["seq"]
+
+
 def test_service_down_then_back_spool_drains_in_order(
     service: Service, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -99,6 +113,8 @@ def test_service_down_then_back_spool_drains_in_order(
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    # --follow does not wait for anchoring: verify once every accepted segment is anchored.
+    wait_for(lambda: _all_anchored(service.url, "oms"), 60, "the segments anchored")
     v = run_notary("logs", "verify", "--stream", "oms", "--against", str(log), "--json", env=env)
     assert v.returncode == 0, v.stdout
     assert json.loads(v.stdout)["end"] == log.stat().st_size
