@@ -8,11 +8,14 @@ refused segment, spool full while the service is unreachable, not anchored in ti
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -23,7 +26,10 @@ from cli.output import fail, print_json
 from cli.settings import ClientSettings, client_options
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from cli.client import Client
+    from cli.logs.push import StreamPusher
 
 STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Names a rotated log takes (app.log.1, app.log.2.gz, app.log-20260101): skipped when a
@@ -31,6 +37,8 @@ STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ROTATED_NAME = re.compile(r".*(\.\d+|\.gz|\.bz2|\.xz|\.zst|[-_.]\d{8}(\d{2,6})?)$")
 _SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# How often ``push --follow`` looks for new files in its globs and folders (seconds).
+DISCOVER_EVERY = 0.5
 
 
 class Size(click.ParamType):  # type: ignore[type-arg]
@@ -68,6 +76,24 @@ _STATE_DIR = click.option(
 )
 
 
+def _is_pattern(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _log_files(folder: Path) -> list[Path]:
+    """A folder's log files: regular, not hidden, not a rotated name."""
+    return sorted(
+        e
+        for e in folder.iterdir()
+        if e.is_file() and not e.name.startswith(".") and not ROTATED_NAME.fullmatch(e.name)
+    )
+
+
+def stream_name(stream: str, file: Path) -> str:
+    """The stream of ``file`` when several files are pushed: ``stream.<file name>``."""
+    return f"{stream}.{re.sub(r'[^A-Za-z0-9._-]', '_', file.name)}"[:128]
+
+
 def expand_sources(paths: tuple[str, ...], stream: str, follow: bool) -> list[tuple[Path, str]]:
     """The files to push and their stream names (the naming rule of docs/log-streams.md):
     one file -> ``stream``; several files, a folder or a glob -> ``stream.<file name>``
@@ -81,18 +107,14 @@ def expand_sources(paths: tuple[str, ...], stream: str, follow: bool) -> list[tu
     files: list[Path] = []
     expanded = False
     for p in paths:
-        if any(c in p for c in "*?["):
+        if _is_pattern(p):
             matches = sorted(Path(m) for m in glob.glob(p) if Path(m).is_file())  # noqa: PTH207
             if not matches:
                 fail(2, f"no file matches {p}")
             files.extend(matches)
             expanded = True
         elif Path(p).is_dir():
-            found = sorted(
-                e
-                for e in Path(p).iterdir()
-                if e.is_file() and not e.name.startswith(".") and not ROTATED_NAME.fullmatch(e.name)
-            )
+            found = _log_files(Path(p))
             if not found:
                 fail(2, f"folder {p} holds no log file")
             files.extend(found)
@@ -111,13 +133,99 @@ def expand_sources(paths: tuple[str, ...], stream: str, follow: bool) -> list[tu
     out: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}
     for f in files:
-        name = f"{stream}.{re.sub(r'[^A-Za-z0-9._-]', '_', f.name)}"[:128]
+        name = stream_name(stream, f)
         if name in seen and seen[name].resolve() != f.resolve():
             fail(2, f"{seen[name]} and {f} would both be stream {name}: push them separately")
         if name not in seen:
             seen[name] = f
             out.append((f, name))
     return out
+
+
+class Discovery:
+    """New files of the globs and folders among ``paths``, found while following: each
+    is its own stream by the naming rule. Rotated names (``app.log.1``, ``.gz``, a date)
+    and hidden files are not new logs: the follower of the original path reads them."""
+
+    def __init__(self, paths: tuple[str, ...], stream: str, known: list[tuple[Path, str]]):
+        self.patterns = [p for p in paths if _is_pattern(p) or Path(p).is_dir()]
+        self.stream = stream
+        self.names: dict[str, Path] = {name: path.resolve() for path, name in known}
+        self.warned: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def scan(self) -> tuple[list[tuple[Path, str]], list[str]]:
+        """(the files not seen before and their streams, warnings about clashes)."""
+        found: list[Path] = []
+        for p in self.patterns:
+            try:
+                if _is_pattern(p):
+                    found.extend(
+                        f
+                        for f in sorted(Path(m) for m in glob.glob(p))  # noqa: PTH207
+                        if f.is_file()
+                        and not f.name.startswith(".")
+                        and not ROTATED_NAME.fullmatch(f.name)
+                    )
+                else:
+                    found.extend(_log_files(Path(p)))
+            except OSError:
+                continue  # a folder gone for now: look again next time
+        new: list[tuple[Path, str]] = []
+        warnings: list[str] = []
+        for f in found:
+            name, real = stream_name(self.stream, f), f.resolve()
+            known = self.names.get(name)
+            if known is None:
+                self.names[name] = real
+                new.append((f, name))
+            elif known != real and name not in self.warned:
+                self.warned.add(name)
+                warnings.append(f"{f} would be stream {name} like {known}: not pushed")
+        return new, warnings
+
+
+class _Bars:
+    """Progress of a push on stderr (a bar per file and one overall), when stderr is a
+    terminal and the output is not JSON; otherwise nothing is shown."""
+
+    def __init__(self, bars: Progress | None) -> None:
+        self._bars = bars
+        self._tasks: dict[int, TaskID] = {}
+        self._overall: TaskID | None = None
+
+    def refresh(self, pushers: list[StreamPusher]) -> None:
+        """Show each pusher's acknowledged bytes of its file, and their sum."""
+        if self._bars is None:
+            return
+        done_all = total_all = 0
+        for p in pushers:
+            done, total = p.progress()
+            done_all, total_all = done_all + done, total_all + total
+            task = self._tasks.get(id(p))
+            if task is None:
+                task = self._tasks[id(p)] = self._bars.add_task(p.stream, total=total)
+            self._bars.update(
+                task, completed=done, total=total, description=f"{p.stream} ({p.phase})"
+            )
+        if len(pushers) > 1:
+            if self._overall is None:
+                self._overall = self._bars.add_task("all", total=total_all)
+            self._bars.update(self._overall, completed=done_all, total=total_all)
+
+
+@contextlib.contextmanager
+def _bars(pushers: list[StreamPusher], *, enabled: bool) -> Iterator[_Bars]:
+    from cli.output import progress
+
+    display = progress() if enabled else None
+    if display is None or display.disable:
+        yield _Bars(None)
+        return
+    with display:
+        yield _Bars(display)
 
 
 @logs.command("push")
@@ -203,10 +311,11 @@ def push(
     def warn(line: str) -> None:
         click.echo(f"notary: warning: {line}", err=True)
 
-    pushers = [
-        StreamPusher(path, name, url, _state_dir(state_dir), options, make_client, stop, warn)
-        for path, name in sources
-    ]
+    def make_pusher(path: Path, name: str) -> StreamPusher:
+        folder = _state_dir(state_dir)
+        return StreamPusher(path, name, url, folder, options, make_client, stop, warn)
+
+    pushers = [make_pusher(path, name) for path, name in sources]
     errors: list[BaseException] = []
     results: list[PushResult] = []
 
@@ -217,12 +326,30 @@ def push(
             errors.append(e)
             stop.set()
 
-    threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in pushers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)  # short joins keep the main thread free for signal handlers
+    threads: list[threading.Thread] = []
+
+    def start(p: StreamPusher) -> None:
+        thread = threading.Thread(target=run, args=(p,), daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    for p in pushers:
+        start(p)
+    discovery = Discovery(paths, stream, sources) if follow else None
+    next_scan = time.monotonic() + DISCOVER_EVERY
+    with _bars(pushers, enabled=not as_json) as bars:
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(0.2)  # short joins keep the main thread free for signal handlers
+            bars.refresh(pushers)
+            if discovery and not stop.is_set() and time.monotonic() >= next_scan:
+                new, clashes = discovery.scan()
+                for line in clashes:
+                    warn(line)
+                for path, name in new:
+                    pushers.append(make_pusher(path, name))
+                    start(pushers[-1])
+                next_scan = time.monotonic() + DISCOVER_EVERY
+        bars.refresh(pushers)
     for err in errors:
         if isinstance(err, PushError):
             fail(err.exit_code, str(err))

@@ -123,6 +123,7 @@ class Sender(threading.Thread):
         self.abandon = threading.Event()
         self.wake = wake  # set on every acknowledgement (the reader may wait for space)
         self.acked_seq = -1
+        self.acked_cursor: Cursor | None = None  # read position of the last acknowledged
         self.sent_segments = 0
         self.sent_bytes = 0
         self.offline: str | None = None  # why the service is unreachable, while it is
@@ -208,6 +209,7 @@ class Sender(threading.Thread):
                 pending.popleft()
                 inflight -= len(data)
                 self.acked_seq = record.seq
+                self.acked_cursor = record.cursor
                 self.sent_segments += 1
                 self.sent_bytes += len(data)
                 self.offline = None
@@ -268,6 +270,23 @@ class StreamPusher:
         self._warn = warn
         self._clock = clock
         self.result = PushResult(stream=stream, path=str(self.path))
+        self._sender: Sender | None = None
+        self._start_cursor: Cursor | None = None
+        self.phase = "starting"  # reading, sending, anchoring, done (for a progress display)
+
+    def progress(self) -> tuple[int, int]:
+        """(bytes of the file acknowledged by the service, the file's size now), for a
+        progress display: the position of the last acknowledged segment in the file
+        generation at the path (0 once the file was rotated and not yet read again)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return 0, 0
+        sender = self._sender
+        cursor = (sender.acked_cursor if sender else None) or self._start_cursor
+        if cursor is None or (cursor.dev, cursor.ino) != (st.st_dev, st.st_ino):
+            return 0, st.st_size
+        return min(cursor.pos, st.st_size), st.st_size
 
     def run(self) -> PushResult:
         """Push until the file's end (or, with follow, until ``stop``); raise PushError."""
@@ -312,8 +331,11 @@ class StreamPusher:
     def _run(self) -> PushResult:
         spool = Spool(self.folder / "spool", self.options.spool_bytes)
         state = self._reconcile(spool)
+        self._start_cursor = state.cursor
         wake = threading.Event()
         sender = Sender(self.stream, spool, self._make_client, wake)
+        self._sender = sender
+        self.phase = "reading"
         for path in spool.files():
             sender.files.put(path)
         sender.start()
@@ -324,6 +346,7 @@ class StreamPusher:
             sender.join()
             raise
         sender.reader_done.set()
+        self.phase = "sending"
         self._drain(sender, spool)
         self.result.segments = sender.sent_segments
         self.result.bytes = sender.sent_bytes
@@ -332,7 +355,9 @@ class StreamPusher:
         if sender.fatal is not None:
             raise sender.fatal
         if self.options.wait and not self.options.follow and spool.size == 0:
+            self.phase = "anchoring"
             self.result.anchored_seq = self._wait_anchored(state.next_seq - 1)
+        self.phase = "done"
         return self.result
 
     def _drain(self, sender: Sender, spool: Spool) -> None:
