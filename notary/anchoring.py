@@ -205,7 +205,7 @@ async def wait_signed(
 
     async def one(entry_hash: bytes) -> CommitInfo:
         info = await ledger.wait_committed(entry_hash, timeout)
-        await ledger.checkpoint(info.tree_size, timeout=timeout)
+        await ledger.checkpoint_covering(info.tree_size, timeout=timeout)
         return info
 
     return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)

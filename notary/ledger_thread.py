@@ -97,15 +97,19 @@ class ThreadedChain:
     async def wait_signed(
         self, entry_hashes: Sequence[bytes], timeout: float
     ) -> list[CommitInfo | BaseException]:
-        """For each entry, once it is committed and a checkpoint of its tree size is
-        signed: its CommitInfo, or the error (e.g. CommitTimeoutError). One trip to the
-        validators' loop for the whole batch (a trip per entry and step costs both loops
-        a wake-up each way)."""
+        """For each entry, once it is committed and a checkpoint covering it is signed
+        (of its tree size or larger): its CommitInfo, or the error (e.g.
+        CommitTimeoutError). One trip to the validators' loop for the whole batch (a trip
+        per entry and step costs both loops a wake-up each way)."""
         return await self._call(_wait_signed(self._embedded, entry_hashes, timeout))
 
     async def checkpoint(self, tree_size: int, timeout: float = 0.0) -> str:
         """The committed checkpoint of exactly ``tree_size`` (waiting up to ``timeout``)."""
         return await self._call(self._embedded.checkpoint(tree_size, timeout))
+
+    async def checkpoint_covering(self, tree_size: int, timeout: float = 0.0) -> str:
+        """The smallest committed checkpoint of size >= ``tree_size``."""
+        return await self._call(self._embedded.checkpoint_covering(tree_size, timeout))
 
     async def inclusion_proof(
         self, tree_size: int, *, leaf_index: int | None = None, entry_hash: bytes | None = None
@@ -162,7 +166,7 @@ async def _wait_signed(
 ) -> list[CommitInfo | BaseException]:
     async def one(entry_hash: bytes) -> CommitInfo:
         info = await chain.wait_committed(entry_hash, timeout)
-        await chain.checkpoint(info.tree_size, timeout)
+        await chain.checkpoint_covering(info.tree_size, timeout)
         return info
 
     return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)

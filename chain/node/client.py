@@ -56,6 +56,10 @@ class LedgerClientProtocol(Protocol):
         """The committed checkpoint of exactly ``tree_size``; NotFoundError."""
         ...
 
+    async def checkpoint_covering(self, tree_size: int, timeout: float = 0.0) -> str:
+        """The smallest committed checkpoint of size >= ``tree_size``; NotFoundError."""
+        ...
+
     async def inclusion_proof(
         self, tree_size: int, *, leaf_index: int | None = None, entry_hash: bytes | None = None
     ) -> InclusionProof:
@@ -241,7 +245,17 @@ class LedgerClient:
 
     async def checkpoint(self, tree_size: int, timeout: float = 0.0) -> str:
         """The committed checkpoint of exactly ``tree_size`` (waiting up to ``timeout``)."""
-        params = {"wait": "1", "timeout": str(timeout)} if timeout > 0 else None
+        return await self._checkpoint(tree_size, timeout, {})
+
+    async def checkpoint_covering(self, tree_size: int, timeout: float = 0.0) -> str:
+        """The smallest committed checkpoint of size >= ``tree_size`` (waiting up to
+        ``timeout``): what proves an entry of a tree of that size, even if that exact
+        size was never signed (a crash between a commit and its checkpoint)."""
+        return await self._checkpoint(tree_size, timeout, {"at_least": "1"})
+
+    async def _checkpoint(self, tree_size: int, timeout: float, params: dict[str, str]) -> str:
+        if timeout > 0:
+            params = {**params, "wait": "1", "timeout": str(timeout)}
         status, _, body = await self._request(
             "GET", f"/v1/checkpoints/{tree_size}", params=params, timeout=timeout + self._timeout
         )

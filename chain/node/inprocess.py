@@ -115,6 +115,14 @@ class EmbeddedChain:
             raise NotFoundError(f"no committed checkpoint of size {tree_size}")
         return note
 
+    async def checkpoint_covering(self, tree_size: int, timeout: float = 0.0) -> str:
+        """The smallest committed checkpoint of size >= ``tree_size`` (waiting up to
+        ``timeout`` s); raises :class:`NotFoundError`."""
+        note = await self.service.wait_checkpoint(tree_size, timeout)
+        if note is None:
+            raise NotFoundError(f"no committed checkpoint of size {tree_size} or more")
+        return note
+
     async def inclusion_proof(
         self, tree_size: int, *, leaf_index: int | None = None, entry_hash: bytes | None = None
     ) -> InclusionProof:

@@ -279,15 +279,18 @@ def make_app(
             size = int(request.match_info["size"])
         except ValueError:
             raise bad_request("checkpoint size must be an integer") from None
-        note = service.checkpoint(size)
         timeout = _wait_timeout(request, limits)
-        if note is None and timeout > 0:
-            await service.wait_checkpoint(size, timeout)
+        if request.query.get("at_least", "0") in ("1", "true"):
+            note = await service.wait_checkpoint(size, timeout)
+            missing = f"no committed checkpoint of size {size} or more"
+        else:
             note = service.checkpoint(size)
+            if note is None and timeout > 0:
+                await service.wait_checkpoint(size, timeout)
+                note = service.checkpoint(size)
+            missing = f"no committed checkpoint of size {size}"
         if note is None:
-            raise Problem(
-                404, "no_checkpoint", "No checkpoint", f"no committed checkpoint of size {size}"
-            )
+            raise Problem(404, "no_checkpoint", "No checkpoint", missing)
         return _note(note)
 
     async def inclusion(request: web.Request) -> web.Response:

@@ -41,6 +41,10 @@ async def test_commit_checkpoint_and_proofs(cluster: Cluster) -> None:
         verified = verify_checkpoint(note, cluster.trust)
         assert verified.checkpoint.size == info.tree_size
         assert len(verified.signers) >= 3
+        # The smallest signed tree that holds leaf 0: a size that may never be signed
+        # exactly is answered with the next one (or this one).
+        covering = verify_checkpoint(await client.checkpoint_covering(1), cluster.trust)
+        assert 1 <= covering.checkpoint.size <= info.tree_size
         proof = await client.inclusion_proof(info.tree_size, entry_hash=result.entry_hashes[42])
         verify_inclusion(
             proof.leaf_index, info.tree_size, proof.leaf_hash, proof.hashes, _root(note)

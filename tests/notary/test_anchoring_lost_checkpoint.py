@@ -1,0 +1,74 @@
+"""An entry whose exact tree size was never signed is still anchored.
+
+The validators sign a checkpoint after each commit. A crash between a commit and the
+completion of its checkpoint leaves that tree size unsigned for good: no validator signs
+an old size again. The anchorer must then accept the next signed checkpoint (a larger
+tree holds the entry as well); waiting for the exact size resubmitted the entry forever.
+
+The failure is injected for real: the validators are stopped, the checkpoint of the
+entry's tree size is deleted from every validator's store, and they are started again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chain.errors import NotFoundError
+from chain.node.inprocess import EmbeddedChain, start_embedded
+from chain.node.results import CommitInfo, entry_hash
+from notary.anchoring import wait_signed
+from notary.ledger_thread import ThreadedChain
+
+
+async def _commit_then_lose_its_checkpoint(data_dir: Path) -> tuple[bytes, int]:
+    chain = await start_embedded(data_dir, n=4, chain_id="test.lost-checkpoint")
+    try:
+        entry = b"the entry whose checkpoint is lost" + bytes(32)
+        info = await chain.wait_committed((await chain.submit([entry])).entry_hashes[0], 20)
+        await chain.checkpoint(info.tree_size, timeout=20)
+    finally:
+        await chain.stop()
+    stores = [data_dir / f"embedded-v{i}" / "consensus.sqlite" for i in range(4)]
+    for path in stores:
+        assert path.is_file(), path
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM checkpoints WHERE tree_size >= ?", (info.tree_size,))
+    return entry_hash(entry), info.tree_size
+
+
+async def _sign_a_later_tree(chain: EmbeddedChain | ThreadedChain) -> int:
+    later = await chain.submit([b"a later entry" + bytes(32)])
+    info = await chain.wait_committed(later.entry_hashes[0], 20)
+    await chain.checkpoint(info.tree_size, timeout=20)
+    return info.tree_size
+
+
+async def test_embedded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> None:
+    lost, size = await _commit_then_lose_its_checkpoint(tmp_path)
+    chain = await start_embedded(tmp_path)
+    try:
+        with pytest.raises(NotFoundError):
+            await chain.checkpoint(size)
+        later = await _sign_a_later_tree(chain)
+        assert later > size
+        with pytest.raises(NotFoundError):  # the exact size stays unsigned
+            await chain.checkpoint(size, timeout=0.5)
+        [outcome] = await wait_signed(chain, [lost], timeout=5)
+        assert isinstance(outcome, CommitInfo) and outcome.tree_size == size
+        assert await chain.checkpoint_covering(size) == await chain.checkpoint(later)
+    finally:
+        await chain.stop()
+
+
+async def test_threaded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> None:
+    lost, size = await _commit_then_lose_its_checkpoint(tmp_path)
+    chain = await ThreadedChain.start(tmp_path)
+    try:
+        await _sign_a_later_tree(chain)
+        [outcome] = await wait_signed(chain, [lost], timeout=5)
+        assert isinstance(outcome, CommitInfo) and outcome.tree_size == size
+    finally:
+        await chain.close()
