@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,9 +57,14 @@ Clock = Callable[[], datetime]
 RandomBytes = Callable[[int], bytes]
 # (salt, document SHA-256) -> the entry bytes to anchor.
 EntryBuilder = Callable[[bytes, bytes], bytes]
-# Runs inside the transaction that acknowledges a stored upload (before its entry is
-# queued for anchoring); raising aborts the upload, which then leaves nothing behind.
-OnStored = Callable[[AsyncSession, str, Manifest], Awaitable[None]]
+# Acknowledges a stored upload in place of the service's own write (log segments: each
+# links to its predecessor and consecutive ones commit together). Called once the body is
+# stored, with the document's id, its manifest and a function that builds the entry
+# (``entry_for``, called again after a relink) and returns the row's acknowledging columns.
+# The hook may wait (it holds no connection), makes the columns it chose durable on the row
+# with its own writes (any transaction, possibly shared), and returns them; the entry is
+# queued for anchoring after. Raising refuses the upload, which then leaves nothing behind.
+OnStored = Callable[[str, Manifest, Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]]
 
 
 def _document_entry(salt: bytes, sha256: bytes) -> bytes:
@@ -225,9 +230,9 @@ class NotaryService:
         """Store, index and queue for anchoring one document; return it as ``anchoring``.
 
         ``entry_for`` builds the anchored entry (a document entry by default; log
-        segments anchor their own type). ``on_stored`` runs in the transaction that
-        acknowledges the upload and may raise to refuse it: the row and the fragments
-        are then removed, and the error propagates.
+        segments anchor their own type). ``on_stored`` (see ``OnStored``) acknowledges the
+        stored upload in place of the service and may raise to refuse it: the row and the
+        fragments are then removed, and the error propagates.
         """
         row, _ = await self._upload(who, meta, body, entry_for, on_stored, wait=False)
         return _view(row)
@@ -286,27 +291,31 @@ class NotaryService:
             with contextlib.suppress(StorageError):  # invisible without a row
                 await self.store.delete(manifest)
             raise
-        entry = entry_for(salt, bytes.fromhex(sha256))
-        stored = {
-            "status": "anchoring",
-            "size": size,
-            "sha256": sha256,
-            "manifest": json.dumps(to_dict(manifest), separators=(",", ":")),
-            "entry": entry,
-            "entry_hash": leaf_hash(entry).hex(),
-        }
+        manifest_json = json.dumps(to_dict(manifest), separators=(",", ":"))
+
+        def columns() -> dict[str, Any]:
+            entry = entry_for(salt, bytes.fromhex(sha256))
+            return {
+                "status": "anchoring",
+                "size": size,
+                "sha256": sha256,
+                "manifest": manifest_json,
+                "entry": entry,
+                "entry_hash": leaf_hash(entry).hex(),
+            }
+
         try:
             if on_stored is None:
+                stored = columns()
                 await self.writer.update(Document, doc_id, stored)
             else:
-                async with self.sessions.begin() as s:
-                    await s.execute(update(Document).where(Document.id == doc_id).values(stored))
-                    await on_stored(s, doc_id, manifest)
+                stored = await on_stored(doc_id, manifest, columns)
         except BaseException:
             await self._forget(doc_id)
             with contextlib.suppress(StorageError):  # leftovers are invisible without a row
                 await self.store.delete(manifest)
             raise
+        entry = stored["entry"]
         for column, value in stored.items():
             setattr(row, column, value)
         anchoring = self.anchorer.wait_anchored(doc_id) if wait else None

@@ -12,24 +12,31 @@ segment must start. Appending follows one rule (docs/log-streams.md):
   existing segment (idempotent: a client that crashed before recording the answer can
   resend); with different content or range it is refused (409 ``segment_conflict``);
 * a segment that arrives before its predecessor was accepted waits for it (so a client
-  may keep several segments in flight); its body is stored while it waits, and only the
-  short commit of the head is ordered. After ``order_timeout`` seconds without the
+  may keep several segments in flight). After ``order_timeout`` seconds without the
   predecessor: 409 ``segment_out_of_order``.
 
-The wait for the predecessor happens at the end of the body, before the upload's index
-transaction: waiting inside a transaction would hold SQLite's only connection.
+Only linking is ordered, not storing. Each segment's body is stored first, unordered;
+then (the upload's ``on_stored`` hook, which holds no database connection) it waits until
+its predecessor is *linked* in this process, links to it (builds its entry, whose ``prev``
+is the predecessor's entry hash) and joins its stream's commit queue. One committer per
+stream commits the queued segments, consecutive ones together: one transaction moves the
+head from the group's predecessor to its last segment, on condition that the database's
+head is that predecessor (seq and entry hash), and acknowledges the group's rows. A
+segment answers once its group committed. A failed group fails the segments queued after
+it too (they are linked to it); when the condition failed (another replica of the API
+moved the head), each of them links again, to the database's head.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,26 +198,65 @@ def _segment_view(seg: LogSegment, doc: Document) -> SegmentView:
     )
 
 
+class _Stale(Exception):
+    """Internal: the stream's head in the database is not the one a group continues."""
+
+
+class _Relink(Exception):
+    """Internal: the segment this one was linked to was not committed; link again."""
+
+
+@dataclass
+class _Link:
+    """A stored segment linked to its predecessor (its entry built), awaiting its commit."""
+
+    meta: SegmentMeta
+    doc_id: str
+    columns: dict[str, Any]  # the document row's acknowledging columns (entry included)
+    prev_entry_hash: str | None  # entry hash of the segment it continues (None for seq 0)
+    head: _Head  # the stream's head once it is committed
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Chain:
+    """What this process knows of one stream's appends: the newest committed head it saw
+    (never ahead of the database), the last linked segment (``tail``; the head when no
+    segment awaits its commit), the linked segments not yet committed by seq, and those
+    of them not yet in a transaction (in seq order)."""
+
+    head: _Head
+    tail: _Head
+    pending: dict[int, _Link] = field(default_factory=dict)
+    queue: list[_Link] = field(default_factory=list)
+    committer: asyncio.Task[None] | None = None
+
+
 class StreamService:
     """Appends to and reads log streams; see the module docstring for the rules."""
 
     def __init__(
-        self, notary: NotaryService, *, order_timeout: float = 30.0, poll: float = 0.25
+        self,
+        notary: NotaryService,
+        *,
+        order_timeout: float = 30.0,
+        poll: float = 0.25,
+        max_group: int = 512,
     ) -> None:
-        """``order_timeout``: how long a segment waits for its predecessor; ``poll``: how
-        often a waiting segment reads the head from the database (a head committed by
-        another replica of the API; this process's own commits wake it at once)."""
+        """``order_timeout``: how long a stored segment waits for its predecessor; ``poll``:
+        how often a waiting segment reads the head from the database (a head committed by
+        another replica of the API; this process's own links wake it at once);
+        ``max_group``: most segments of a stream committed in one transaction."""
         self.notary = notary
         self.order_timeout = order_timeout
         self._poll = poll
+        self._max_group = max_group
         # Stream ids by (org, name): a stream's id never changes once created.
         self._ids: dict[tuple[str, str], str] = {}
-        # The newest head this process saw committed, per stream id (never ahead of the
-        # database; possibly behind it when another replica appends to the stream).
-        self._heads: dict[str, _Head] = {}
-        # Segments waiting for their predecessor, by (stream id, predecessor's seq):
-        # the commit of that seq wakes exactly them, with the new head.
-        self._waiters: dict[tuple[str, int], set[asyncio.Future[_Head]]] = {}
+        self._chains: dict[str, _Chain] = {}
+        # Segments waiting for their predecessor, by (stream id, predecessor's seq): the
+        # link of that seq (or a reset of the stream's tail) wakes exactly them.
+        self._waiters: dict[tuple[str, int], set[asyncio.Future[None]]] = {}
 
     # ---------------------------------------------------------------- append
 
@@ -222,8 +268,8 @@ class StreamService:
         new (False: the identical segment was already accepted)."""
         check_stream_name(name)
         self._check_meta(meta)
-        stream_id, head = await self._stream_for_append(who, name)
-        if meta.seq <= head.seq:
+        stream_id, chain = await self._stream_for_append(who, name)
+        if meta.seq <= chain.head.seq:
             return await self._existing(stream_id, name, meta), False
         holder: dict[str, bytes] = {}
         try:
@@ -235,10 +281,10 @@ class StreamService:
                     media_type="text/plain",
                     sha256=meta.sha256,
                 ),
-                self._ordered(stream_id, meta, body, holder),
+                self._sized(meta, body),
                 entry_for=lambda salt, sha: self._entry(stream_id, meta, holder, salt, sha),
-                on_stored=lambda s, doc_id, manifest: self._advance(
-                    s, stream_id, meta, holder, doc_id, manifest
+                on_stored=lambda doc_id, manifest, columns: self._link(
+                    stream_id, chain, meta, holder, doc_id, manifest, columns
                 ),
             )
         except _Accepted:
@@ -265,13 +311,13 @@ class StreamService:
                 "segment 0 must start at offset 0 with a previous SHA-256 of 64 zeros"
             )
 
-    async def _stream_for_append(self, who: Principal, name: str) -> tuple[str, _Head]:
-        """The stream's id and head, creating the stream if it is new. The head is this
-        process's newest (no database read) when it has one: if another replica moved
-        the head further, the head's conditional update finds out (``_Accepted``)."""
+    async def _stream_for_append(self, who: Principal, name: str) -> tuple[str, _Chain]:
+        """The stream's id and what this process knows of it, creating the stream if it is
+        new. No database read once known: if another replica moved the head further, the
+        head's conditional update finds out (``_Stale``)."""
         stream_id = self._ids.get((who.org, name))
-        if stream_id is not None and stream_id in self._heads:
-            return stream_id, self._heads[stream_id]
+        if stream_id is not None and stream_id in self._chains:
+            return stream_id, self._chains[stream_id]
         async with self.notary.sessions() as s:
             row = await self._find(s, who.org, name)
         if row is None:
@@ -291,14 +337,21 @@ class StreamService:
                     row = await self._find(s, who.org, name)
                 assert row is not None
         self._ids[(who.org, name)] = row.id
-        return row.id, self._saw(row.id, _Head.of(row))
+        self._saw(row.id, _Head.of(row))
+        return row.id, self._chains[row.id]
 
-    def _saw(self, stream_id: str, head: _Head) -> _Head:
-        """Remember ``head`` as committed (unless a newer one is known); return the newest."""
-        known = self._heads.get(stream_id)
-        if known is None or known.seq < head.seq:
-            self._heads[stream_id] = known = head
-        return known
+    def _saw(self, stream_id: str, head: _Head) -> None:
+        """Remember ``head`` as committed (unless a newer one is known). A head beyond the
+        tail was committed by another replica: the next segment links to it."""
+        chain = self._chains.get(stream_id)
+        if chain is None:
+            self._chains[stream_id] = _Chain(head=head, tail=head)
+            return
+        if chain.head.seq < head.seq:
+            chain.head = head
+        if chain.tail.seq < head.seq:
+            chain.tail = head
+            self._wake(stream_id, None)
 
     @staticmethod
     async def _find(s: AsyncSession, org: str, name: str) -> LogStream | None:
@@ -330,14 +383,9 @@ class StreamService:
             )
         return _segment_view(seg, doc)
 
-    async def _ordered(
-        self,
-        stream_id: str,
-        meta: SegmentMeta,
-        body: AsyncIterable[bytes],
-        holder: dict[str, bytes],
-    ) -> AsyncIterator[bytes]:
-        """The body, then (before the upload commits) the wait for the predecessor."""
+    @staticmethod
+    async def _sized(meta: SegmentMeta, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """The body, checked to have exactly the range's length."""
         size = 0
         async for chunk in body:
             size += len(chunk)
@@ -347,70 +395,225 @@ class StreamService:
                 f"segment {meta.seq} has {size} bytes, its range {meta.start}-{meta.end} "
                 f"says {meta.end - meta.start}"
             )
-        head = await self._wait_head(stream_id, meta.seq - 1)
-        if head.seq >= meta.seq:
-            raise _Accepted
-        if head.end != meta.start:
-            raise SegmentLinkError(
-                f"segment {meta.seq} starts at byte {meta.start}; the stream's head "
-                f"(segment {head.seq}) ends at byte {head.end}",
-                head_seq=head.seq,
-                head_end=head.end,
-            )
-        if (head.sha256 or ZERO_SHA256) != meta.prev_sha256:
-            raise SegmentLinkError(
-                f"segment {meta.seq} names previous SHA-256 {meta.prev_sha256}; segment "
-                f"{head.seq} has {head.sha256}",
-                head_seq=head.seq,
-            )
-        holder["prev"] = bytes.fromhex(head.entry_hash) if head.entry_hash else GENESIS_PREV
 
-    async def _wait_head(self, stream_id: str, at_least: int) -> _Head:
-        """The head once its seq is at least ``at_least``; SegmentOutOfOrderError after
+    async def _link(
+        self,
+        stream_id: str,
+        chain: _Chain,
+        meta: SegmentMeta,
+        holder: dict[str, bytes],
+        doc_id: str,
+        manifest: Manifest,
+        columns: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The upload's acknowledgement (``on_stored``), once the body is stored: wait until
+        the predecessor is linked, link to it (build the entry), queue the segment for its
+        stream's group commit and return its row's columns once that committed."""
+        while True:
+            prev = await self._wait_linked(stream_id, chain, meta.seq - 1)
+            if prev.seq >= meta.seq:
+                other = chain.pending.get(meta.seq)
+                if other is None:
+                    raise _Accepted  # committed: compare with it
+                # Another request for this seq awaits its commit: see how that ends.
+                await asyncio.wait([other.done])
+                continue
+            if prev.end != meta.start:
+                raise SegmentLinkError(
+                    f"segment {meta.seq} starts at byte {meta.start}; the stream's head "
+                    f"(segment {prev.seq}) ends at byte {prev.end}",
+                    head_seq=prev.seq,
+                    head_end=prev.end,
+                )
+            if (prev.sha256 or ZERO_SHA256) != meta.prev_sha256:
+                raise SegmentLinkError(
+                    f"segment {meta.seq} names previous SHA-256 {meta.prev_sha256}; segment "
+                    f"{prev.seq} has {prev.sha256}",
+                    head_seq=prev.seq,
+                )
+            holder["prev"] = bytes.fromhex(prev.entry_hash) if prev.entry_hash else GENESIS_PREV
+            built = columns()
+            link = _Link(
+                meta=meta,
+                doc_id=doc_id,
+                columns=built,
+                prev_entry_hash=prev.entry_hash,
+                head=_Head(meta.seq, meta.end, manifest.sha256, holder["entry_hash"].hex()),
+                done=asyncio.get_running_loop().create_future(),
+            )
+            chain.tail = link.head
+            chain.pending[meta.seq] = link
+            chain.queue.append(link)
+            self._wake(stream_id, meta.seq)
+            if chain.committer is None or chain.committer.done():
+                chain.committer = asyncio.create_task(self._commit_queue(stream_id, chain))
+            try:
+                await self._committed(link)
+            except _Relink:
+                continue
+            return built
+
+    @staticmethod
+    async def _committed(link: _Link) -> None:
+        """Wait for ``link``'s commit. Cancelled meanwhile, still wait for the outcome: a
+        committed segment must not be undone by the upload's cleanup."""
+        cancelled = False
+        while not link.done.done():
+            try:
+                await asyncio.shield(link.done)
+            except asyncio.CancelledError:
+                cancelled = True
+        if link.done.exception() is None:
+            return  # committed: acknowledged, even if its request was cancelled
+        if cancelled:
+            raise asyncio.CancelledError
+        link.done.result()  # raises
+
+    async def _wait_linked(self, stream_id: str, chain: _Chain, at_least: int) -> _Head:
+        """The tail once its seq is at least ``at_least``; SegmentOutOfOrderError after
         ``order_timeout`` seconds.
 
-        The commit of seq ``at_least`` in this process wakes the waiter with the new head
-        (no database read, and no other waiter woken). The database is read at the start
-        when this process knows no head of the stream, and every ``poll`` seconds: other
+        The link of seq ``at_least`` in this process wakes the waiter (no database read,
+        and no other waiter woken). Every ``poll`` seconds the database is read: other
         replicas of the API may append to the stream too.
         """
-        known = self._heads.get(stream_id)
-        if known is not None and known.seq >= at_least:
-            return known
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.order_timeout
         key = (stream_id, at_least)
-        # Registered before any read, so a commit between the read and the wait wakes it.
-        waiter: asyncio.Future[_Head] = loop.create_future()
-        self._waiters.setdefault(key, set()).add(waiter)
-        try:
-            read = known is None
-            while True:
-                if read:
+        while chain.tail.seq < at_least:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SegmentOutOfOrderError(
+                    f"segment {at_least + 1} waited {self.order_timeout:g} s for segment "
+                    f"{at_least}; the stream's head is segment {chain.head.seq}",
+                    head_seq=chain.head.seq,
+                )
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(key, set()).add(waiter)
+            try:
+                await asyncio.wait([waiter], timeout=min(remaining, self._poll))
+            finally:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[key]
+            if not waiter.done():  # no news from this process: ask the database
+                async with self.notary.sessions() as s:
+                    row = await s.get(LogStream, stream_id, populate_existing=True)
+                assert row is not None
+                self._saw(stream_id, _Head.of(row))
+        return chain.tail
+
+    def _wake(self, stream_id: str, seq: int | None) -> None:
+        """Wake the segments waiting for ``seq`` of the stream (None: all of them)."""
+        if seq is None:
+            keys = [k for k in self._waiters if k[0] == stream_id]
+        else:
+            keys = [(stream_id, seq)]
+        for key in keys:
+            for waiter in self._waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _commit_queue(self, stream_id: str, chain: _Chain) -> None:
+        """Commit the stream's queued links, each group of consecutive ones in one
+        transaction; links queued meanwhile form the next group."""
+        while chain.queue:
+            group = [chain.queue[0]]
+            for link in chain.queue[1 : self._max_group]:
+                last = group[-1]
+                if (link.meta.seq, link.prev_entry_hash) != (
+                    last.meta.seq + 1,
+                    last.head.entry_hash,
+                ):
+                    break
+                group.append(link)
+            del chain.queue[: len(group)]
+            try:
+                await self._commit(stream_id, group)
+            except _Stale:
+                # Another replica moved the head: every link from here on is void;
+                # each segment links again, to the database's head.
+                failed: BaseException = _Relink()
+                try:
                     async with self.notary.sessions() as s:
                         row = await s.get(LogStream, stream_id, populate_existing=True)
                     assert row is not None
-                    head = self._saw(stream_id, _Head.of(row))
-                    if head.seq >= at_least:
-                        return head
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    head = self._heads[stream_id]
-                    raise SegmentOutOfOrderError(
-                        f"segment {at_least + 1} waited {self.order_timeout:g} s for segment "
-                        f"{at_least}; the stream's head is segment {head.seq}",
-                        head_seq=head.seq,
-                    )
-                await asyncio.wait([waiter], timeout=min(remaining, self._poll))
-                if waiter.done():
-                    return waiter.result()
-                read = True
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[key]
+                    self._saw(stream_id, _Head.of(row))
+                except Exception as e:
+                    failed = e
+                self._fail(stream_id, chain, group, failed)
+            except BaseException as e:
+                self._fail(stream_id, chain, group, e)
+                if not isinstance(e, Exception):
+                    raise
+            else:
+                self._saw(stream_id, group[-1].head)
+                for link in group:
+                    chain.pending.pop(link.meta.seq, None)
+                    if not link.done.done():
+                        link.done.set_result(None)
+
+    def _fail(
+        self, stream_id: str, chain: _Chain, group: list[_Link], error: BaseException
+    ) -> None:
+        """``group`` failed with ``error``; the queued links continue it, so they fail too.
+        The tail goes back to the committed head."""
+        for link in [*group, *chain.queue]:
+            chain.pending.pop(link.meta.seq, None)
+            if not link.done.done():
+                link.done.set_exception(error)
+                link.done.exception()  # retrieved: a cancelled request may not await it
+        chain.queue.clear()
+        chain.tail = chain.head
+        self._wake(stream_id, None)
+
+    async def _commit(self, stream_id: str, group: list[_Link]) -> None:
+        """One transaction: move the head from the group's predecessor to its last segment
+        (only if the database's head is that predecessor), acknowledge the group's document
+        rows and record its segments."""
+        first, last = group[0], group[-1]
+        continues = (
+            LogStream.head_entry_hash.is_(None)
+            if first.prev_entry_hash is None
+            else LogStream.head_entry_hash == first.prev_entry_hash
+        )
+        async with self.notary.sessions.begin() as s:
+            result = await s.execute(
+                update(LogStream)
+                .where(
+                    LogStream.id == stream_id,
+                    LogStream.head_seq == first.meta.seq - 1,
+                    continues,
+                )
+                .values(
+                    head_seq=last.head.seq,
+                    head_end=last.head.end,
+                    head_sha256=last.head.sha256,
+                    head_entry_hash=last.head.entry_hash,
+                    head_at=self.notary._clock(),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Stale
+            await s.execute(update(Document), [{"id": g.doc_id, **g.columns} for g in group])
+            await s.execute(
+                insert(LogSegment),
+                [
+                    {
+                        "stream_id": stream_id,
+                        "seq": g.meta.seq,
+                        "document_id": g.doc_id,
+                        "start_offset": g.meta.start,
+                        "end_offset": g.meta.end,
+                        "sha256": g.head.sha256,
+                        "entry_hash": g.head.entry_hash,
+                        "cut_at": g.meta.cut_at,
+                    }
+                    for g in group
+                ],
+            )
 
     def _entry(
         self, stream_id: str, meta: SegmentMeta, holder: dict[str, bytes], salt: bytes, sha: bytes
@@ -426,54 +629,6 @@ class StreamService:
         )
         holder["entry_hash"] = entry.leaf_hash()
         return entry.to_bytes()
-
-    async def _advance(
-        self,
-        s: AsyncSession,
-        stream_id: str,
-        meta: SegmentMeta,
-        holder: dict[str, bytes],
-        doc_id: str,
-        manifest: Manifest,
-    ) -> None:
-        """In the upload's transaction: move the head from seq-1 to seq, record the segment."""
-        result = await s.execute(
-            update(LogStream)
-            .where(LogStream.id == stream_id, LogStream.head_seq == meta.seq - 1)
-            .values(
-                head_seq=meta.seq,
-                head_end=meta.end,
-                head_sha256=manifest.sha256,
-                head_entry_hash=holder["entry_hash"].hex(),
-                head_at=self.notary._clock(),
-            )
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise _Accepted  # another request for this seq won the race
-        s.add(
-            LogSegment(
-                stream_id=stream_id,
-                seq=meta.seq,
-                document_id=doc_id,
-                start_offset=meta.start,
-                end_offset=meta.end,
-                sha256=manifest.sha256,
-                entry_hash=holder["entry_hash"].hex(),
-                cut_at=meta.cut_at,
-            )
-        )
-
-        # Wake the successor as soon as the head is durable, not after the upload's
-        # final read: the commit of the head is the only ordered step of an append.
-        head = _Head(meta.seq, meta.end, manifest.sha256, holder["entry_hash"].hex())
-
-        def committed(_: object) -> None:
-            self._saw(stream_id, head)
-            for waiter in self._waiters.pop((stream_id, head.seq), ()):
-                if not waiter.done():
-                    waiter.set_result(head)
-
-        event.listen(s.sync_session, "after_commit", committed, once=True)
 
     # ------------------------------------------------------------------ reads
 
