@@ -257,6 +257,7 @@ class StreamService:
         # Segments waiting for their predecessor, by (stream id, predecessor's seq): the
         # link of that seq (or a reset of the stream's tail) wakes exactly them.
         self._waiters: dict[tuple[str, int], set[asyncio.Future[None]]] = {}
+        self.commits = 0  # group transactions committed (for tests and benchmarks)
 
     # ---------------------------------------------------------------- append
 
@@ -531,29 +532,54 @@ class StreamService:
                 group.append(link)
             del chain.queue[: len(group)]
             try:
-                await self._commit(stream_id, group)
-            except _Stale:
+                failed = await self._commit_group(stream_id, chain, group)
+            except BaseException as e:  # cancelled: the process stops
+                self._fail(stream_id, chain, group, e)
+                raise
+            if failed is None:
+                continue
+            error, rest = failed
+            if isinstance(error, _Stale):
                 # Another replica moved the head: every link from here on is void;
                 # each segment links again, to the database's head.
-                failed: BaseException = _Relink()
+                error = _Relink()
                 try:
                     async with self.notary.sessions() as s:
                         row = await s.get(LogStream, stream_id, populate_existing=True)
                     assert row is not None
                     self._saw(stream_id, _Head.of(row))
                 except Exception as e:
-                    failed = e
-                self._fail(stream_id, chain, group, failed)
-            except BaseException as e:
-                self._fail(stream_id, chain, group, e)
-                if not isinstance(e, Exception):
-                    raise
-            else:
-                self._saw(stream_id, group[-1].head)
-                for link in group:
-                    chain.pending.pop(link.meta.seq, None)
-                    if not link.done.done():
-                        link.done.set_result(None)
+                    error = e
+            self._fail(stream_id, chain, rest, error)
+
+    async def _commit_group(
+        self, stream_id: str, chain: _Chain, group: list[_Link]
+    ) -> tuple[Exception, list[_Link]] | None:
+        """Commit ``group``; None if it committed, else the error and the links that did
+        not commit. A group that fails (other than by a moved head) is retried one link at
+        a time, so the links before the culprit still commit."""
+        try:
+            await self._commit(stream_id, group)
+        except Exception as e:
+            if isinstance(e, _Stale) or len(group) == 1:
+                return e, group
+            for i, link in enumerate(group):
+                try:
+                    await self._commit(stream_id, [link])
+                except Exception as alone:
+                    return alone, group[i:]
+                self._done(stream_id, chain, [link])
+            return None
+        self._done(stream_id, chain, group)
+        return None
+
+    def _done(self, stream_id: str, chain: _Chain, group: list[_Link]) -> None:
+        """``group`` committed: the head moves to its last link; answer each."""
+        self._saw(stream_id, group[-1].head)
+        for link in group:
+            chain.pending.pop(link.meta.seq, None)
+            if not link.done.done():
+                link.done.set_result(None)
 
     def _fail(
         self, stream_id: str, chain: _Chain, group: list[_Link], error: BaseException
@@ -614,6 +640,7 @@ class StreamService:
                     for g in group
                 ],
             )
+        self.commits += 1
 
     def _entry(
         self, stream_id: str, meta: SegmentMeta, holder: dict[str, bytes], salt: bytes, sha: bytes

@@ -174,11 +174,11 @@ async def test_a_missing_predecessor_times_out_as_out_of_order(api: Streams) -> 
     assert problem["head_seq"] == 0
 
 
-async def test_a_waiting_segment_is_woken_by_its_predecessor_commit(api: Streams) -> None:
+async def test_a_waiting_segment_is_woken_by_its_predecessor_link(api: Streams) -> None:
     from notary.http.streams import STREAMS
 
     service = api.notary.app[STREAMS]
-    # No polling at all: only the commit of the predecessor can wake a waiting segment.
+    # No polling at all: only the link of the predecessor can wake a waiting segment.
     service._poll = service.order_timeout = 3600
     parts = [f"w {i}\n".encode() * 3 for i in range(6)]
     starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
@@ -192,6 +192,137 @@ async def test_a_waiting_segment_is_woken_by_its_predecessor_commit(api: Streams
     )
     assert [status for status, _ in results] == [201] * 5, results
     assert service._waiters == {}  # every waiter removed itself
+
+
+def pipeline(count: int, tag: str) -> tuple[list[bytes], list[int], list[str]]:
+    """``count`` segments: their bytes, start offsets and previous digests."""
+    parts = [f"{tag} {i}\n".encode() * (i % 5 + 1) for i in range(count)]
+    starts = [sum(len(p) for p in parts[:i]) for i in range(count)]
+    return parts, starts, [ZERO] + [sha(p) for p in parts[:-1]]
+
+
+async def assert_chain(api: Streams, name: str, count: int) -> None:
+    """Segments 0..count-1 anchored, each linked to the one before, one document each."""
+    from sqlalchemy import func, select
+
+    from notary.index.models import Document, LogSegment
+
+    await api.wait_anchored(name, count - 1)
+    status, listing = await api.get(f"/v1/streams/{name}/segments", receipts="1")
+    assert status == 200 and [g["seq"] for g in listing["segments"]] == list(range(count))
+    previous = None
+    for g in listing["segments"]:
+        entry = parse_log_segment_entry(g["receipt"]["entry"].encode())
+        assert link_error(previous, entry) is None, g
+        previous = entry
+    from notary.http.streams import STREAMS
+
+    sessions = api.notary.app[STREAMS].notary.sessions
+    async with sessions() as s:
+        docs = await s.scalar(
+            select(func.count()).select_from(Document).where(Document.kind == "broker_log")
+        )
+        segments = await s.scalar(select(func.count()).select_from(LogSegment))
+    assert docs == segments == count  # no document left over by a refused or failed append
+
+
+async def test_consecutive_segments_commit_together(api: Streams) -> None:
+    from notary.http.streams import STREAMS
+
+    service = api.notary.app[STREAMS]
+    count = 40
+    parts, starts, prevs = pipeline(count, "g")
+    # Segments 1.. are stored and wait for segment 0; its link lets them all link.
+    later = [
+        asyncio.ensure_future(api.put("grp", i, parts[i], starts[i], prevs[i]))
+        for i in range(1, count)
+    ]
+
+    async def all_waiting() -> None:
+        while True:  # each stored segment waits for its predecessor
+            if sum(len(w) for w in service._waiters.values()) == count - 1:
+                return
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(all_waiting(), timeout=30)
+    before = service.commits
+    assert (await api.put("grp", 0, parts[0], 0, ZERO))[0] == 201
+    results = await asyncio.wait_for(asyncio.gather(*later), timeout=60)
+    assert [status for status, _ in results] == [201] * (count - 1), results
+    assert service.commits - before <= count // 4, service.commits - before
+    await assert_chain(api, "grp", count)
+
+
+async def test_a_failed_group_fails_the_segments_linked_to_it_and_resends_repair(
+    api: Streams,
+) -> None:
+    """A real database failure (a trigger refusing segment 5's row) fails segment 5 and
+    every segment linked after it (the segments before it in its group commit alone);
+    their documents are removed, the head stays at 4, and resending them (as the client
+    does) completes the chain."""
+    from sqlalchemy import text
+
+    from notary.http.streams import STREAMS
+
+    sessions = api.notary.app[STREAMS].notary.sessions
+    async with sessions.begin() as s:
+        await s.execute(
+            text(
+                "CREATE TRIGGER refuse_5 BEFORE INSERT ON log_segments WHEN NEW.seq = 5 "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        )
+    count = 12
+    parts, starts, prevs = pipeline(count, "f")
+    tasks = [
+        asyncio.ensure_future(api.put("fail", i, parts[i], starts[i], prevs[i]))
+        for i in range(count)
+    ]
+    done, _ = await asyncio.wait([tasks[5]], timeout=30)
+    assert done and tasks[5].result()[0] == 500, tasks[5]
+    async with sessions.begin() as s:
+        await s.execute(text("DROP TRIGGER refuse_5"))
+    status, head = await api.get("/v1/streams/fail")
+    assert status == 200 and head["head"]["seq"] == 4, head  # the segments before 5 commit
+    # Segments after 5 either failed with it or still wait for it: resend the failed ones.
+    for i in range(count):
+        if tasks[i].done() and tasks[i].result()[0] != 201:
+            assert i >= 5 and tasks[i].result()[0] == 500, (i, tasks[i].result())
+            tasks[i] = asyncio.ensure_future(api.put("fail", i, parts[i], starts[i], prevs[i]))
+    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    assert [status for status, _ in results] == [201] * count, results
+    await assert_chain(api, "fail", count)
+
+
+async def test_a_group_made_stale_by_another_replica_links_again(api: Streams) -> None:
+    """This replica links segments 1 and 2 to its own segment 1 while another replica
+    commits a segment 1 of its own (same bytes, another salt, so another entry hash): the
+    group's conditional commit fails, 1 is answered as a resend, and 2 links again to the
+    other replica's segment 1."""
+    from notary.http.auth import LOCAL_ADMIN
+    from notary.http.streams import STREAMS
+    from notary.streams import SegmentMeta, StreamService, now
+
+    mine = api.notary.app[STREAMS]
+    other = StreamService(mine.notary)
+    parts, starts, prevs = pipeline(3, "s")
+    assert (await api.put("stale", 0, parts[0], 0, ZERO))[0] == 201
+
+    async def body() -> AsyncIterator[bytes]:
+        yield parts[1]
+
+    meta = SegmentMeta(1, starts[1], starts[2], sha(parts[1]), prevs[1], now())
+    seg1, created = await other.append(LOCAL_ADMIN, "stale", meta, body())
+    assert created
+    commits = mine.commits
+    results = await asyncio.gather(
+        api.put("stale", 2, parts[2], starts[2], prevs[2]),
+        api.put("stale", 1, parts[1], starts[1], prevs[1]),
+    )
+    assert [status for status, _ in results] == [201, 200], results
+    assert results[1][1]["entry_hash"] == seg1.entry_hash
+    assert mine.commits == commits + 1  # only segment 2, after linking again
+    await assert_chain(api, "stale", 3)
 
 
 async def test_a_head_moved_by_another_replica_is_found(api: Streams) -> None:
