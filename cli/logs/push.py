@@ -42,7 +42,7 @@ from cli.logs.state import StreamState, load_state, locked, save_state, stream_d
 CHUNK = 1024 * 1024
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_SEGMENTS = 512
-WORKERS = 8
+WORKERS = 64  # requests in flight per stream (the service orders them; linking is cheap)
 INFLIGHT_BYTES = 32 * 1024 * 1024
 POLL = 0.1
 _END = object()

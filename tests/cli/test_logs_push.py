@@ -111,7 +111,7 @@ def test_kill_9_mid_push_resumes_without_gap_or_duplicate(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     log = tmp_path / "big.log"
-    log.write_bytes(lines(0, 16_000))  # about 1.6 MB: a hundred segments
+    log.write_bytes(lines(0, 64_000))  # about 6.4 MB: some 400 segments
     state = Path(env["NOTARY_LOGS_STATE_DIR"])
     argv = notary_argv("logs", "push", str(log), "--stream", "killed", "--segment-bytes", "16KiB")
     for threshold in (8, 40):
