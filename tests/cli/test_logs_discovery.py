@@ -9,42 +9,14 @@ import os
 import pty
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.cli.live_server import LiveServer, clean_env, notary_argv, run_notary, start_server
+from tests.cli.live_server import notary_argv
+from tests.cli.logs_cli import module_server, pusher_env, verified
 from tests.cli.logs_helpers import append, head, head_end, lines, wait_for
-from tests.cli.test_logs_push import all_anchored
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = start_server(tmp_path_factory.mktemp("logs-discovery-server"))
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        NOTARY_URL=server.url,
-        NOTARY_TRUST=str(server.trust_path),
-        NOTARY_LOGS_STATE_DIR=str(tmp_path / "state"),
-    )
-
-
-def verified(env: dict[str, str], stream: str, file: Path) -> int:
-    """The stream's end offset once ``logs verify --against file`` says it is valid
-    (checked once every segment is anchored: --follow does not wait for that)."""
-    wait_for(lambda: all_anchored(env["NOTARY_URL"], stream), 60, f"{stream} anchored")
-    v = run_notary("logs", "verify", "--stream", stream, "--json", "--against", str(file), env=env)
-    assert v.returncode == 0, v.stdout + v.stderr
-    end: int = json.loads(v.stdout)["end"]
-    return end
+server = module_server("logs-discovery-server")
+env = pusher_env()
 
 
 def test_follow_picks_up_new_files_of_a_folder_and_a_glob(

@@ -8,50 +8,16 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.live_server import LiveServer, clean_env, notary_argv, run_notary, start_server
+from tests.cli.live_server import notary_argv, run_notary
+from tests.cli.logs_cli import all_anchored, module_server, push, pusher_env, report, verify
 from tests.cli.logs_helpers import append, head, head_end, lines, one_line, wait_for
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = start_server(tmp_path_factory.mktemp("logs-server"))
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        NOTARY_URL=server.url,
-        NOTARY_TRUST=str(server.trust_path),
-        NOTARY_LOGS_STATE_DIR=str(tmp_path / "state"),
-    )
-
-
-def push(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run_notary("logs", "push", *args, env=env, timeout=300)
-
-
-def verify(env: dict[str, str], stream: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_notary("logs", "verify", "--stream", stream, "--json", *args, env=env)
-
-
-def report(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
-
-
-def all_anchored(url: str, stream: str) -> bool:
-    """Whether every segment the service accepted on ``stream`` is anchored."""
-    h = head(url, stream)
-    return h is not None and h["anchored_seq"] == h["head"]["seq"]
+server = module_server("logs-server")
+env = pusher_env()
 
 
 def test_push_verify_and_push_again(env: dict[str, str], tmp_path: Path) -> None:

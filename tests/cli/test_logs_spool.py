@@ -4,7 +4,6 @@ real ``notary serve`` on a fixed port, stopped and started again for real."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -12,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.live_server import LiveServer, clean_env, notary_argv, run_notary
+from tests.cli.live_server import LiveServer, notary_argv, run_notary
+from tests.cli.logs_cli import logs_env, spool_bytes, verified
 from tests.cli.logs_helpers import (
     append,
     free_port,
-    head,
     head_end,
     lines,
     one_line,
@@ -57,24 +56,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture
 def env(service: Service, tmp_path: Path) -> Iterator[dict[str, str]]:
     service.start()
-    yield clean_env(
-        NOTARY_URL=service.url,
-        NOTARY_TRUST=service.trust,
-        NOTARY_LOGS_STATE_DIR=str(tmp_path / "state"),
-    )
+    yield logs_env(service.url, service.trust, tmp_path)
     service.start()
-
-
-def spool_bytes(env: dict[str, str], stream: str) -> int:
-    r = run_notary("logs", "status", "--json", env=env)
-    rows = json.loads(r.stdout)["streams"] if r.stdout else []
-    row = next((s for s in rows if s["stream"] == stream), None)
-    return int(row["local"]["spool_bytes"]) if row and "local" in row else 0
-
-
-def _all_anchored(url: str, stream: str) -> bool:
-    h = head(url, stream)
-    return h is not None and h["anchored_seq"] == h["head"]["seq"]
 
 
 def test_service_down_then_back_spool_drains_in_order(
@@ -114,10 +97,7 @@ def test_service_down_then_back_spool_drains_in_order(
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     # --follow does not wait for anchoring: verify once every accepted segment is anchored.
-    wait_for(lambda: _all_anchored(service.url, "oms"), 60, "the segments anchored")
-    v = run_notary("logs", "verify", "--stream", "oms", "--against", str(log), "--json", env=env)
-    assert v.returncode == 0, v.stdout
-    assert json.loads(v.stdout)["end"] == log.stat().st_size
+    assert verified(env, "oms", log) == log.stat().st_size
 
 
 def test_full_spool_is_a_clear_error_and_loses_nothing(
@@ -137,6 +117,4 @@ def test_full_spool_is_a_clear_error_and_loses_nothing(
     service.start()
     r = run_notary(*args, "--spool-bytes", "64KiB", env=env)
     assert r.returncode == 0, r.stderr
-    v = run_notary("logs", "verify", "--stream", "fix", "--against", str(log), "--json", env=env)
-    assert v.returncode == 0, v.stdout
-    assert json.loads(v.stdout)["end"] == log.stat().st_size
+    assert verified(env, "fix", log) == log.stat().st_size
