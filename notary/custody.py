@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
-
 from chain.checkpoint import verify_checkpoint
 from chain.errors import ChainError, ProofError
 from chain.merkle import leaf_hash, verify_inclusion
 from chain.trust import TrustFile
 from notary.entry import EntryError, custody_commitment, parse_custody_entry
+from storage.canonical import canonical_json
 
 EVENT_TYPE = "custody_event"
 EVENT_VERSION = 1
@@ -107,7 +106,7 @@ class CustodyEvent:
 
     def to_bytes(self) -> bytes:
         """The canonical (RFC 8785) bytes the custody entry commits to."""
-        return rfc8785.dumps(self.to_json())
+        return canonical_json(self.to_json())
 
 
 def _require(cond: bool, message: str) -> None:

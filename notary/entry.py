@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
+from storage.canonical import canonical_json
 
 COMMIT_DOMAIN = b"notary/commit/v1"
 CUSTODY_DOMAIN = b"notary/custody/v1"
@@ -62,7 +62,7 @@ class DocumentEntry:
 
     def to_bytes(self) -> bytes:
         """The canonical (RFC 8785) JSON bytes: the Merkle leaf."""
-        return rfc8785.dumps(
+        return canonical_json(
             {"commitment": self.commitment.hex(), "type": "document", "v": ENTRY_VERSION}
         )
 
@@ -116,7 +116,7 @@ class CustodyEntry:
 
     def to_bytes(self) -> bytes:
         """The canonical (RFC 8785) JSON bytes: the Merkle leaf."""
-        return rfc8785.dumps(
+        return canonical_json(
             {
                 "commitment": self.commitment.hex(),
                 "document": self.document.hex(),

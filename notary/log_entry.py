@@ -29,10 +29,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
 from chain.merkle import leaf_hash
 from notary.entry import ENTRY_VERSION, EntryError, commitment
+from storage.canonical import canonical_json
 
 ENTRY_TYPE = "log_segment"
 GENESIS_PREV = bytes(32)
@@ -55,7 +54,7 @@ class LogSegmentEntry:
 
     def to_bytes(self) -> bytes:
         """The canonical (RFC 8785) JSON bytes: the Merkle leaf."""
-        return rfc8785.dumps(
+        return canonical_json(
             {
                 "commitment": self.commitment.hex(),
                 "end": self.end,

@@ -24,7 +24,7 @@ from storage.errors import (
 )
 from storage.manifest import FragmentEntry, SegmentEntry
 from storage.pool import NodePool
-from storage.workers import run_cpu
+from storage.workers import run_cpu_on
 
 
 def sha256_hex(data: bytes) -> str:
@@ -56,7 +56,7 @@ async def fetch_fragment(pool: NodePool, entry: FragmentEntry) -> Fetched:
         return Fetched(
             entry, None, f"{len(data)} bytes instead of {entry.size} (truncated or replaced)"
         )
-    if await run_cpu(sha256_hex, data) != entry.sha256:
+    if await run_cpu_on(len(data), sha256_hex, data) != entry.sha256:
         return Fetched(entry, None, "SHA-256 mismatch (corrupt fragment)")
     return Fetched(entry, data, None)
 

@@ -56,7 +56,7 @@ from storage.placement import place
 from storage.pool import NodePool
 from storage.repair import ScrubReport, scrub_documents
 from storage.source import Source, iter_segments
-from storage.workers import run_cpu, tune_allocator
+from storage.workers import run_cpu_on, tune_allocator
 
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -221,7 +221,7 @@ class DocumentStore:
                         break
                     index = len(tasks)
                     size += len(segment)
-                    digest = await run_cpu(_hash_segment, doc_hasher, segment)
+                    digest = await run_cpu_on(len(segment), _hash_segment, doc_hasher, segment)
                     task = asyncio.create_task(
                         self._store_segment(placement, doc_id, index, segment, digest)
                     )
@@ -280,7 +280,7 @@ class DocumentStore:
     async def _store_segment(
         self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
     ) -> SegmentEntry:
-        fragments = await run_cpu(_encode_and_hash, self._codec, segment)
+        fragments = await run_cpu_on(len(segment), _encode_and_hash, self._codec, segment)
         size = len(segment)
         del segment  # free it while the fragments are written: memory is the bound
         keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
@@ -372,7 +372,7 @@ class DocumentStore:
                 lo = max(start - offset, 0)
                 hi = min(end - offset, len(data))
                 if doc_hasher is not None:
-                    await run_cpu(doc_hasher.update, data)
+                    await run_cpu_on(len(data), doc_hasher.update, data)
                 yield data if (lo == 0 and hi == len(data)) else data[lo:hi]
             if doc_hasher is not None and doc_hasher.hexdigest() != manifest.sha256:
                 raise IntegrityError(
@@ -407,7 +407,7 @@ class DocumentStore:
                     faults={f.entry.node: str(f.fault) for f in collected.faults.values()},
                 )
             )
-        return await run_cpu(decode_segment, codec, segment, collected.good)
+        return await run_cpu_on(segment.size, decode_segment, codec, segment, collected.good)
 
     async def read_bytes(self, manifest: Manifest) -> bytes:
         """The whole document in memory (for small documents and tests)."""

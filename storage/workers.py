@@ -50,6 +50,20 @@ async def run_cpu(fn: Callable[..., _T], *args: object) -> _T:
     return await asyncio.get_running_loop().run_in_executor(cpu_pool(), fn, *args)
 
 
+# Below this many bytes, hashing and erasure coding take a few tens of microseconds
+# (measured: 13 us to encode and hash a 4 KiB segment, 105 us at 64 KiB): less than a
+# trip to a worker and back, which also costs the event loop two turns.
+INLINE_CPU_BYTES = 16 * 1024
+
+
+async def run_cpu_on(nbytes: int, fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)``, work on ``nbytes`` bytes: right here if that is below
+    INLINE_CPU_BYTES, otherwise in the CPU pool."""
+    if nbytes < INLINE_CPU_BYTES:
+        return fn(*args)
+    return await run_cpu(fn, *args)
+
+
 def tune_allocator() -> bool:
     """Keep multi-MiB buffers in glibc's heap instead of fresh mmap()s; True if applied.
 

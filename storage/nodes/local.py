@@ -45,7 +45,8 @@ from storage.errors import (
     NodeUnavailableError,
 )
 from storage.nodes.base import BlobStat, validate_key, validate_prefix
-from storage.nodes.pack import CorruptBlobError, Location, PackLog
+from storage.nodes.pack import FOLDER as PACK_FOLDER
+from storage.nodes.pack import CorruptBlobError, FolderChangedError, Location, PackLog
 
 _TEMP_MARK = "#"
 # Blobs below this size are made durable by their filesystem's group commit (no fsync of
@@ -258,8 +259,12 @@ class LocalFolderNode:
         self._remove_stale_temps()
         self._packed = pack
         self._pack: PackLog | None = None
+        # With packs: the top-level folders that may hold blobs as files (of keys written
+        # before packing, or too large for a pack); a key outside them is in a pack or
+        # nowhere, so a stat of it needs no look at the disk.
+        self._file_tops: set[str] = set()
         if pack and self._device is not None:
-            self._pack = PackLog(self._root, _IO)
+            self._open_pack()
 
     @property
     def name(self) -> str:
@@ -307,10 +312,15 @@ class LocalFolderNode:
             self._pack = None
             try:
                 self._device = st.st_dev
-                pack = self._pack = PackLog(self._root, _IO)
+                pack = self._open_pack()
             except OSError as e:
                 raise map_os_error(self._name, key, e) from e
         return pack
+
+    def _open_pack(self) -> PackLog:
+        self._file_tops = {n for n in os.listdir(self._root) if n != PACK_FOLDER}  # noqa: PTH208
+        self._pack = PackLog(self._root, _IO)
+        return self._pack
 
     def blob_location(self, key: str) -> tuple[Path, int, int] | None:
         """(pack file, offset, size) of a packed blob, or None if ``key`` is not packed
@@ -341,7 +351,11 @@ class LocalFolderNode:
         path = self._path(key)
         try:
             if self._packed and len(data) < SMALL_BLOB:
-                await self._live_pack(key).put(key, data)
+                # The writer thread checks the folder before each group (see PackLog).
+                try:
+                    await (self._pack or self._live_pack(key)).put(key, data)
+                except FolderChangedError:  # a new folder (disk): its own pack log
+                    await self._live_pack(key).put(key, data)
                 return
             if len(data) < SMALL_BLOB and _SYNCFS is not None and self._device is not None:
                 # A missing root fails the write (the folders below it cannot be made)
@@ -349,6 +363,7 @@ class LocalFolderNode:
                 await _group_writer(self._device).write(self, path, key, data)
                 return
             self._check_root(key)
+            self._file_tops.add(key.partition("/")[0])
             # One trip to a thread for the whole write, then the folders' fsyncs.
             loop = asyncio.get_running_loop()
             changed = await loop.run_in_executor(_IO, self._write_file, path, key, data, True)
@@ -483,6 +498,8 @@ class LocalFolderNode:
             loc = self._live_pack(key).location(key)
             if loc is not None:
                 return BlobStat(key=key, size=loc.size)
+            if key.partition("/")[0] not in self._file_tops:
+                return None
         try:  # a missing root fails the stat and is reported below
             folder = os.path.dirname(path)
             if folder not in self._stat_folders:

@@ -35,6 +35,7 @@ as a lost fragment.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import re
@@ -55,6 +56,11 @@ _CRC = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size + _CRC.size  # 19
 PACK_BYTES = 256 * 1024 * 1024
 _NAME = re.compile(r"(\d{8})\.pack")
+
+
+class FolderChangedError(OSError):
+    """The node's folder is not the one the pack log was opened in (replaced by another,
+    e.g. a new disk): nothing of the group was written."""
 
 
 class CorruptBlobError(OSError):
@@ -147,6 +153,7 @@ class PackLog:
     def __init__(self, root: str, executor: Executor) -> None:
         """Open (creating if needed) the packs under ``root`` and index them. Blocking:
         reads every pack once. Raises OSError (e.g. the root is gone)."""
+        self._root = root
         self._folder = os.path.join(root, FOLDER)
         self._executor = executor
         st = os.stat(root)
@@ -259,7 +266,7 @@ class PackLog:
                 except OSError as e:
                     for w in group:
                         if not w.done.done():
-                            w.done.set_exception(OSError(e.errno, e.strerror))
+                            w.done.set_exception(type(e)(e.errno, e.strerror))
                     continue
                 self.groups += 1
                 pos = start
@@ -281,7 +288,14 @@ class PackLog:
 
     def _write(self, buf: bytes) -> tuple[int, int]:
         """Append ``buf`` durably (in a thread): (pack number, offset). On failure the
-        pack is cut back to where it was, so no partial group stays behind."""
+        pack is cut back to where it was, so no partial group stays behind.
+
+        The folder is checked first, once per group rather than once per write on the
+        event loop: gone, FileNotFoundError; replaced, FolderChangedError. (The open
+        pack would otherwise take writes that no one can ever read.)"""
+        st = os.stat(self._root)
+        if (st.st_dev, st.st_ino) != self.identity:
+            raise FolderChangedError(errno.ESTALE, f"{self._root} is not the folder opened")
         if self._end and self._end + len(buf) > PACK_BYTES:
             self._create(self._current + 1)
         fd, start = self._fds[self._current], self._end

@@ -178,6 +178,20 @@ async def test_missing_folder_is_unavailable_and_a_new_empty_one_is_an_empty_nod
     assert await packed(root).get("b") == b"2"
 
 
+async def test_a_write_to_a_replaced_folder_lands_in_the_new_one(tmp_path: Path) -> None:
+    # The folder is checked by the writer thread, once per group: a write that finds
+    # another folder than the one its pack log was opened in goes to the new folder.
+    root = tmp_path / "n1"
+    node = packed(root)
+    await node.put("a", b"1")
+    shutil.rmtree(root)
+    root.mkdir()
+    await node.put("b", b"2")
+    fresh = packed(root)
+    assert await fresh.get("b") == b"2" and await fresh.stat("a") is None
+    assert await node.stat("a") is None
+
+
 async def test_a_failed_fdatasync_fails_its_group_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
