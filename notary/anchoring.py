@@ -1,12 +1,14 @@
 """Taking entries to the ledger (documents' and custody events'), and recording their commit.
 
 Entries from concurrent uploads are batched: the worker drains what is queued (up to
-``batch_size`` entries, waiting at most ``linger`` seconds for more) and submits them in
-one call. Each submitted entry then gets a watcher that waits for the commit and for
-the signed checkpoint covering it, records leaf index and block height in the index
-(through the group-committing :class:`~notary.index.writer.IndexWriter`: the records of
-every entry committed together share one transaction), and wakes whoever waits for that
-document with the :class:`Anchored` facts.
+``batch_size`` entries, after waiting ``linger`` seconds for more; by default it does not
+wait: what queues while a batch is being submitted makes the next batch, and the
+validators batch again for their blocks) and submits them in one call. Each submitted
+batch then gets a watcher that waits for the commit of each entry and for the signed
+checkpoint covering it, records leaf index and block height in the index (through the
+group-committing :class:`~notary.index.writer.IndexWriter`: the records of every entry
+committed together share one transaction), and wakes whoever waits for that document with
+the :class:`Anchored` facts.
 
 Two kinds of record are anchored, each a row with a ``status`` column: a document
 (``documents``, keyed by its id) and a custody event (``custody_events``, keyed by its
@@ -21,7 +23,6 @@ crashed in between.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,10 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
-from chain.node.results import CommitInfo
 from notary.index.models import CustodyEvent, Document
 from notary.index.writer import IndexWriter
-from notary.ledger_thread import ThreadedChain
+from notary.ledger_thread import Covered, ThreadedChain
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class Anchored:
     leaf_index: int
     block_height: int
     anchored_at: datetime
+    # From in-process validators, for an entry someone waits for: the first signed
+    # checkpoint covering it, its tree size and the entry's inclusion proof in that tree.
+    checkpoint: str | None = None
+    tree_size: int | None = None
+    proof: tuple[bytes, ...] | None = None
 
 
 class AnchorWorker:
@@ -62,7 +67,7 @@ class AnchorWorker:
         sessions: async_sessionmaker[AsyncSession],
         *,
         batch_size: int = 2000,
-        linger: float = 0.005,
+        linger: float = 0.0,
         commit_timeout: float = 30.0,
         retry_delay: float = 0.2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -130,17 +135,12 @@ class AnchorWorker:
         return fut
 
     async def _next_batch(self) -> list[tuple[Key, bytes]]:
+        """What is queued (waiting for a first entry, then ``linger`` s for more)."""
         batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self._linger
-        while len(batch) < self._batch_size:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                batch.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+        if self._linger > 0 and self._queue.qsize() < self._batch_size - 1:
+            await asyncio.sleep(self._linger)
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
         return batch
 
     async def _run(self) -> None:
@@ -163,9 +163,12 @@ class AnchorWorker:
         """Wait for each entry of a submitted batch to be committed and signed, record
         it, wake its waiter; resubmit the ones that are not."""
         outcomes = await wait_signed(
-            self._ledger, [leaf_hash(entry) for _, entry in batch], self._commit_timeout
+            self._ledger,
+            [leaf_hash(entry) for _, entry in batch],
+            self._commit_timeout,
+            prove=[key in self._waiters for key, _ in batch],  # someone wants a receipt
         )
-        done: list[tuple[Key, CommitInfo]] = []
+        done: list[tuple[Key, Covered]] = []
         for (key, entry), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome
@@ -176,9 +179,17 @@ class AnchorWorker:
                 done.append((key, outcome))
         await asyncio.gather(*(self._record(key, info) for key, info in done))
 
-    async def _record(self, key: Key, info: CommitInfo) -> None:
+    async def _record(self, key: Key, covered: Covered) -> None:
         kind, ident = key
-        anchored = Anchored(info.leaf_index, info.block_height, self._clock())
+        info = covered.info
+        anchored = Anchored(
+            info.leaf_index,
+            info.block_height,
+            self._clock(),
+            covered.checkpoint,
+            covered.tree_size,
+            covered.proof,
+        )
         values = {
             "status": "anchored",
             "leaf_index": anchored.leaf_index,
@@ -195,17 +206,20 @@ class AnchorWorker:
 
 
 async def wait_signed(
-    ledger: Ledger, entry_hashes: Sequence[bytes], timeout: float
-) -> list[CommitInfo | BaseException]:
-    """For each entry, once committed and covered by a signed checkpoint: its CommitInfo,
-    or the error. ("Anchored" means a receipt can be issued: the checkpoint covering the
-    entry carries enough validator signatures; they are gathered after the commit.)"""
+    ledger: Ledger, entry_hashes: Sequence[bytes], timeout: float, prove: Sequence[bool] = ()
+) -> list[Covered | BaseException]:
+    """For each entry, once committed and covered by a signed checkpoint: where it
+    landed, or the error. ("Anchored" means a receipt can be issued: the checkpoint
+    covering the entry carries enough validator signatures; they are gathered after the
+    commit.) In-process validators also give the checkpoint and the inclusion proof of
+    the entries ``prove`` marks, computed on their loop in the same trip."""
     if isinstance(ledger, ThreadedChain):  # in-process validators: one trip for the batch
-        return await ledger.wait_signed(entry_hashes, timeout)
+        marks = list(prove) or [False] * len(entry_hashes)
+        return await ledger.wait_signed(entry_hashes, timeout, marks)
 
-    async def one(entry_hash: bytes) -> CommitInfo:
+    async def one(entry_hash: bytes) -> Covered:
         info = await ledger.wait_committed(entry_hash, timeout)
         await ledger.checkpoint_covering(info.tree_size, timeout=timeout)
-        return info
+        return Covered(info)
 
     return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)

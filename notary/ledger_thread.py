@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,13 +96,14 @@ class ThreadedChain:
         return await self._call(_latest_with_proof(self._embedded, leaf_index))
 
     async def wait_signed(
-        self, entry_hashes: Sequence[bytes], timeout: float
-    ) -> list[CommitInfo | BaseException]:
+        self, entry_hashes: Sequence[bytes], timeout: float, prove: Sequence[bool]
+    ) -> list[Covered | BaseException]:
         """For each entry, once it is committed and a checkpoint covering it is signed
-        (of its tree size or larger): its CommitInfo, or the error (e.g.
+        (of its tree size or larger): where it landed, with that checkpoint and the
+        entry's inclusion proof where ``prove`` says so; or the error (e.g.
         CommitTimeoutError). One trip to the validators' loop for the whole batch (a trip
         per entry and step costs both loops a wake-up each way)."""
-        return await self._call(_wait_signed(self._embedded, entry_hashes, timeout))
+        return await self._call(_wait_signed(self._embedded, entry_hashes, timeout, prove))
 
     async def checkpoint(self, tree_size: int, timeout: float = 0.0) -> str:
         """The committed checkpoint of exactly ``tree_size`` (waiting up to ``timeout``)."""
@@ -161,15 +163,37 @@ async def _latest_with_proof(
     return note, await chain.inclusion_proof(size, leaf_index=leaf_index)
 
 
-async def _wait_signed(
-    chain: EmbeddedChain, entry_hashes: Sequence[bytes], timeout: float
-) -> list[CommitInfo | BaseException]:
-    async def one(entry_hash: bytes) -> CommitInfo:
-        info = await chain.wait_committed(entry_hash, timeout)
-        await chain.checkpoint_covering(info.tree_size, timeout)
-        return info
+@dataclass(frozen=True)
+class Covered:
+    """An entry committed and covered by a signed checkpoint: where it landed and, if it
+    was asked for, the first checkpoint covering it with the entry's inclusion proof in
+    that checkpoint's tree (all a receipt needs)."""
 
-    return await asyncio.gather(*(one(h) for h in entry_hashes), return_exceptions=True)
+    info: CommitInfo
+    checkpoint: str | None = None
+    tree_size: int | None = None
+    proof: tuple[bytes, ...] | None = None
+
+
+async def _wait_signed(
+    chain: EmbeddedChain, entry_hashes: Sequence[bytes], timeout: float, prove: Sequence[bool]
+) -> list[Covered | BaseException]:
+    sizes: dict[str, int] = {}  # note -> its tree size (the entries of a block share one)
+
+    async def one(entry_hash: bytes, want_proof: bool) -> Covered:
+        info = await chain.wait_committed(entry_hash, timeout)
+        note = await chain.checkpoint_covering(info.tree_size, timeout)
+        if not want_proof:
+            return Covered(info)
+        size = sizes.get(note)
+        if size is None:
+            size = sizes[note] = parse_checkpoint(parse_note(note).text).size
+        proof = await chain.inclusion_proof(size, leaf_index=info.leaf_index)
+        return Covered(info, note, size, tuple(proof.hashes))
+
+    return await asyncio.gather(
+        *(one(h, w) for h, w in zip(entry_hashes, prove, strict=True)), return_exceptions=True
+    )
 
 
 async def _cancel_the_others() -> None:

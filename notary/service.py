@@ -249,7 +249,8 @@ class NotaryService:
         row, anchoring = await self._upload(who, meta, body, _document_entry, None, wait=True)
         assert anchoring is not None
         try:
-            anchored = await asyncio.wait_for(asyncio.shield(anchoring), timeout)
+            async with asyncio.timeout(timeout):
+                anchored = await asyncio.shield(anchoring)
         except TimeoutError:
             raise errors.ChainUnavailableError(
                 f"document {row.id} is stored but not anchored within {timeout:g} s; "
@@ -260,6 +261,11 @@ class NotaryService:
         row.leaf_index = anchored.leaf_index
         row.block_height = anchored.block_height
         row.anchored_at = anchored.anchored_at
+        if anchored.checkpoint is not None and anchored.proof is not None:
+            assert anchored.tree_size is not None  # given with the checkpoint
+            return _view(row), _receipt(
+                self.chain_id, row, anchored.checkpoint, anchored.tree_size, anchored.proof
+            )
         return _view(row), await self._receipt_of(row, None)
 
     async def _upload(
@@ -469,7 +475,6 @@ class NotaryService:
         doc_id = row.id
         if row.status != "anchored" or row.leaf_index is None or row.entry is None:
             raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
-        assert row.sha256 is not None and row.size is not None
         note, proof = None, None
         if tree_size is None and isinstance(self.ledger, ThreadedChain):
             # In-process validators: note and proof in one trip to their loop.
@@ -487,17 +492,7 @@ class NotaryService:
             proof = await self._call_ledger(
                 self.ledger.inclusion_proof(size, leaf_index=row.leaf_index)
             )
-        return Receipt(
-            chain_id=self.chain_id,
-            document_sha256=bytes.fromhex(row.sha256),
-            document_size=row.size,
-            salt=row.salt,
-            entry=row.entry,
-            leaf_index=row.leaf_index,
-            tree_size=size,
-            inclusion_proof=tuple(proof.hashes),
-            checkpoint=note,
-        )
+        return _receipt(self.chain_id, row, note, size, tuple(proof.hashes))
 
     async def _checkpoint(self, tree_size: int | None) -> str:
         if tree_size is None:
@@ -850,6 +845,25 @@ class NotaryService:
             )
             for o in orders
         ]
+
+
+def _receipt(
+    chain_id: str, row: Document, note: str, tree_size: int, proof: tuple[bytes, ...]
+) -> Receipt:
+    """The receipt of an anchored document row against a checkpoint that covers it."""
+    assert row.sha256 is not None and row.size is not None
+    assert row.entry is not None and row.leaf_index is not None
+    return Receipt(
+        chain_id=chain_id,
+        document_sha256=bytes.fromhex(row.sha256),
+        document_size=row.size,
+        salt=row.salt,
+        entry=row.entry,
+        leaf_index=row.leaf_index,
+        tree_size=tree_size,
+        inclusion_proof=proof,
+        checkpoint=note,
+    )
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from chain.checkpoint import verify_checkpoint
 from chain.errors import NotFoundError
+from chain.merkle import verify_inclusion
 from chain.node.inprocess import EmbeddedChain, start_embedded
-from chain.node.results import CommitInfo, entry_hash
+from chain.node.results import entry_hash
 from notary.anchoring import wait_signed
-from notary.ledger_thread import ThreadedChain
+from notary.ledger_thread import Covered, ThreadedChain
 
 
 async def _commit_then_lose_its_checkpoint(data_dir: Path) -> tuple[bytes, int]:
@@ -57,7 +59,7 @@ async def test_embedded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> No
         with pytest.raises(NotFoundError):  # the exact size stays unsigned
             await chain.checkpoint(size, timeout=0.5)
         [outcome] = await wait_signed(chain, [lost], timeout=5)
-        assert isinstance(outcome, CommitInfo) and outcome.tree_size == size
+        assert isinstance(outcome, Covered) and outcome.info.tree_size == size
         assert await chain.checkpoint_covering(size) == await chain.checkpoint(later)
     finally:
         await chain.stop()
@@ -67,8 +69,15 @@ async def test_threaded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> No
     lost, size = await _commit_then_lose_its_checkpoint(tmp_path)
     chain = await ThreadedChain.start(tmp_path)
     try:
-        await _sign_a_later_tree(chain)
-        [outcome] = await wait_signed(chain, [lost], timeout=5)
-        assert isinstance(outcome, CommitInfo) and outcome.tree_size == size
+        later = await _sign_a_later_tree(chain)
+        [outcome] = await wait_signed(chain, [lost], timeout=5, prove=[True])
+        assert isinstance(outcome, Covered) and outcome.info.tree_size == size
+        # What a receipt needs comes with it: the later checkpoint and a proof in its tree.
+        assert outcome.checkpoint == await chain.checkpoint(later)
+        assert outcome.tree_size == later and outcome.proof is not None
+        verified = verify_checkpoint(outcome.checkpoint, chain.trust)
+        verify_inclusion(
+            outcome.info.leaf_index, later, lost, outcome.proof, verified.checkpoint.root
+        )
     finally:
         await chain.close()
