@@ -2,10 +2,15 @@
 
     verify_cli_ms=...      median wall time of one ``notary verify`` process (start included),
                            a valid receipt for a 1 MiB document; target <= 500
+    logs_push_MBps=...     ``notary logs push`` of --size bytes (default 1 GiB) of ~200-byte
+                           lines, default settings, process start to every segment anchored,
+                           against a fresh embedded ``notary serve``; target >= 50
+    segments_per_s=...     the same with ``--segment-bytes 4096`` over min(--size, 8 MiB);
+                           target >= 500
 
 Each benchmark is a function that prints its own lines; ``main`` runs those named on the
 command line (default: all). Run: ``.venv/bin/python benchmarks/cli_bench.py [NAME...]
-[--runs N]``.
+[--runs N] [--size BYTES]`` (a smaller --size while iterating).
 """
 
 from __future__ import annotations
