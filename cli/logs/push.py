@@ -43,7 +43,9 @@ CHUNK = 1024 * 1024
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_SEGMENTS = 512
 WORKERS = 64  # requests in flight per stream (the service orders them; linking is cheap)
-INFLIGHT_BYTES = 32 * 1024 * 1024
+INFLIGHT_BYTES = 32 * 1024 * 1024  # bytes of segments in flight per stream
+# Requests in flight over all the streams of one push (a folder of many files).
+_SLOTS = threading.BoundedSemaphore(128)
 POLL = 0.1
 _END = object()
 
@@ -180,19 +182,32 @@ class Sender(threading.Thread):
 
     def _loop(self, pool: cf.ThreadPoolExecutor) -> None:
         pending: deque[tuple[Record, bytes, Path | None, cf.Future[dict[str, Any]]]] = deque()
-        records = self._records()
+        try:
+            self._send_all(pool, pending, self._records())
+        finally:
+            for _ in pending:  # the slots of the requests still in flight
+                _SLOTS.release()
+
+    def _send_all(
+        self,
+        pool: cf.ThreadPoolExecutor,
+        pending: deque[tuple[Record, bytes, Path | None, cf.Future[dict[str, Any]]]],
+        records: Iterator[tuple[Record, bytes, Path | None] | None],
+    ) -> None:
         exhausted = False
         inflight = 0
         backoff = 0.2
         while not self.abandon.is_set():
             while not exhausted and len(pending) < WORKERS and inflight < INFLIGHT_BYTES:
+                # A slot first (waiting a little only when nothing of ours is in flight).
+                slot = _SLOTS.acquire(blocking=False) if pending else _SLOTS.acquire(timeout=POLL)
+                if not slot:
+                    break
                 item = next(records, _END)
-                if item is _END:
-                    exhausted = True
+                if not isinstance(item, tuple):
+                    _SLOTS.release()
+                    exhausted = item is _END
                     break
-                if item is None:
-                    break
-                assert isinstance(item, tuple)
                 record, data, last = item
                 pending.append((record, data, last, pool.submit(self._send, record, data)))
                 inflight += len(data)
@@ -207,6 +222,7 @@ class Sender(threading.Thread):
             error = future.exception()
             if error is None:
                 pending.popleft()
+                _SLOTS.release()
                 inflight -= len(data)
                 self.acked_seq = record.seq
                 self.acked_cursor = record.cursor
@@ -228,10 +244,9 @@ class Sender(threading.Thread):
             if self.abandon.wait(backoff):
                 return
             backoff = min(backoff * 2, 5.0)
-            resent: deque[tuple[Record, bytes, Path | None, cf.Future[dict[str, Any]]]] = deque()
-            for r, d, lst, _ in pending:
-                resent.append((r, d, lst, pool.submit(self._send, r, d)))
-            pending = resent
+            resent = [(r, d, lst, pool.submit(self._send, r, d)) for r, d, lst, _ in pending]
+            pending.clear()  # in place: the caller releases the slots of what is left
+            pending.extend(resent)
 
     def _why(self, record: Record, error: BaseException) -> str:
         if isinstance(error, ApiError):
