@@ -20,8 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import rfc8785
-
+from storage.canonical import canonical_json
 from storage.codec import MAX_FRAGMENTS, SUPPORTED_EC_TYPES
 from storage.errors import InvalidKeyError, ManifestError
 from storage.nodes.base import validate_key
@@ -167,7 +166,7 @@ def to_dict(manifest: Manifest) -> dict[str, Any]:
 
 def canonical_bytes(manifest: Manifest) -> bytes:
     """RFC 8785 canonical JSON of the manifest (the bytes its self-digest covers)."""
-    return bytes(rfc8785.dumps(to_dict(manifest)))
+    return canonical_json(to_dict(manifest))
 
 
 def _get(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
@@ -288,9 +287,9 @@ def from_dict(obj: Any) -> Manifest:
 def encode_envelope(manifest: Manifest) -> bytes:
     """The bytes stored on a node: the manifest plus the SHA-256 of its canonical JSON."""
     body = to_dict(manifest)
-    digest = hashlib.sha256(canonical_bytes(manifest)).hexdigest()
+    digest = hashlib.sha256(canonical_json(body)).hexdigest()
     envelope: dict[str, Any] = {"format": ENVELOPE_FORMAT, "manifest": body, "sha256": digest}
-    return bytes(rfc8785.dumps(envelope))
+    return canonical_json(envelope)
 
 
 def decode_envelope(blob: bytes) -> Manifest:
@@ -304,8 +303,8 @@ def decode_envelope(blob: bytes) -> Manifest:
     claimed = envelope.get("sha256")
     body = envelope.get("manifest")
     try:
-        calculated = hashlib.sha256(bytes(rfc8785.dumps(body))).hexdigest()
-    except Exception as e:  # rfc8785 rejects values JSON allows (huge ints, NaN)
+        calculated = hashlib.sha256(canonical_json(body)).hexdigest()
+    except Exception as e:  # JCS rejects values JSON allows (huge ints, NaN)
         raise ManifestError(f"manifest copy cannot be canonicalised: {e}") from e
     if claimed != calculated:
         raise ManifestError(
