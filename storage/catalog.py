@@ -94,7 +94,7 @@ async def write_copies(
     """Write the manifest envelope to each named node; return the successes and failures."""
     blob = encode_envelope(manifest)
     key = manifest_key(manifest.doc_id)
-    results = await pool.settle([pool.put(n, key, blob) for n in names])
+    results = await pool.put_all([(n, key, blob) for n in names])
     ok: list[str] = []
     failed: list[NodeError] = []
     for name, result in zip(names, results, strict=True):

@@ -8,7 +8,8 @@ backend that leaks a foreign exception still yields a storage NodeError.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from operator import methodcaller
 from typing import TypeVar
 
 from storage.errors import ConfigError, NodeError, NodeIOError, NodeUnavailableError, StorageError
@@ -76,6 +77,51 @@ class NodePool:
     async def stat(self, name: str, key: str) -> BlobStat | None:
         """Stat one blob on node ``name``."""
         return await self._call(name, key, self.node(name).stat(key))
+
+    async def put_all(self, writes: Sequence[tuple[str, str, bytes]]) -> list[BaseException | None]:
+        """Write (node, key, data) triples concurrently: None for each success, else its
+        error (as ``put`` would raise it). Cancellation-safe like ``settle``."""
+        return await self._call_all([(n, k, methodcaller("put", k, d)) for n, k, d in writes])
+
+    async def stat_all(
+        self, names: Sequence[str], key: str
+    ) -> list[BlobStat | BaseException | None]:
+        """Stat ``key`` on each named node concurrently: each result or error."""
+        return await self._call_all([(n, key, methodcaller("stat", key)) for n in names])
+
+    async def _call_all(
+        self, calls: Sequence[tuple[str, str, Callable[[StorageNode], Awaitable[_T]]]]
+    ) -> list[_T | BaseException]:
+        """Node calls run concurrently under one shared timeout (one timer for the lot,
+        not one per call: a small document makes 18 node calls): each result, or the
+        error ``_call`` would raise for it."""
+
+        async def run(name: str, key: str, op: Callable[[StorageNode], Awaitable[_T]]) -> _T:
+            try:
+                return await op(self.node(name))
+            except StorageError:
+                raise
+            except Exception as e:  # a backend bug must not escape as a foreign error
+                raise NodeIOError(name, key, f"unexpected {type(e).__name__}: {e}") from e
+
+        tasks = [asyncio.ensure_future(run(*call)) for call in calls]
+        if not tasks:
+            return []
+        try:
+            _, late = await asyncio.wait(tasks, timeout=self.timeout)
+        except asyncio.CancelledError:
+            await asyncio.wait(tasks)
+            raise
+        if late:
+            for t in late:
+                t.cancel()
+            await asyncio.wait(late)
+        return [
+            NodeUnavailableError(name, key, f"timed out after {self.timeout:g} s")
+            if t in late
+            else _outcome(t)
+            for (name, key, _), t in zip(calls, tasks, strict=True)
+        ]
 
     async def delete(self, name: str, key: str) -> None:
         """Delete one blob on node ``name``."""

@@ -271,9 +271,7 @@ class DocumentStore:
 
     async def _refuse_existing(self, doc_id: str, placement: Sequence[str]) -> None:
         key = manifest_key(doc_id)
-        results = await asyncio.gather(
-            *(self._pool.stat(n, key) for n in placement), return_exceptions=True
-        )
+        results = await self._pool.stat_all(placement, key)
         if any(r is not None and not isinstance(r, BaseException) for r in results):
             raise WriteFailedError(f"document {doc_id} already exists; documents are immutable")
 
@@ -284,9 +282,9 @@ class DocumentStore:
         size = len(segment)
         del segment  # free it while the fragments are written: memory is the bound
         keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
-        results = await self._pool.settle(
+        results = await self._pool.put_all(
             [
-                self._pool.put(node, key, data)
+                (node, key, data)
                 for node, key, (data, _) in zip(placement, keys, fragments, strict=True)
             ]
         )

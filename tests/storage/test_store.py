@@ -22,11 +22,13 @@ from storage import (
     DigestMismatchError,
     DocumentStore,
     ManifestError,
+    NodeUnavailableError,
     UnrecoverableError,
     WriteFailedError,
 )
 from storage.manifest import manifest_key
 from storage.nodes import LocalFolderNode
+from storage.nodes.s3 import S3Node
 
 from .conftest import Cluster, flip_byte, fragment_nodes, truncate
 
@@ -293,6 +295,60 @@ async def test_hung_node_times_out_and_counts_as_an_erasure(cluster: Cluster) ->
                 if e.errno != errno.ENXIO:
                     raise
                 await asyncio.sleep(0.01)
+
+
+async def test_a_node_that_never_answers_fails_the_put_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # A real hang: an S3 endpoint that accepts connections and reads, but never answers.
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(65536):
+            pass
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hung = S3Node(
+        "hung",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        bucket="b",
+        access_key="k",
+        secret_key="s",
+        read_timeout=60,
+        max_attempts=1,
+    )
+    nodes = [LocalFolderNode(f"node{i}", tmp_path / f"node{i}", pack=True) for i in range(5)]
+    store = DocumentStore([*nodes, hung], node_timeout=0.5, segment_size=SEG)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(WriteFailedError) as info:
+            await store.put(b"x" * 100, doc_id="never-answered")
+        assert loop.time() - started < 10
+        timeouts = [c for c in _causes(info.value) if isinstance(c, NodeUnavailableError)]
+        assert timeouts and all(c.node == "hung" for c in timeouts)
+        assert "timed out" in str(timeouts[0])
+        for node in nodes:  # nothing of the failed put stays visible
+            assert [k async for k in node.list("manifest/")] == []
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await store.close()
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        e = todo.pop()
+        seen.append(e)
+        todo.extend(getattr(e, "causes", []) or [])
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+    return seen
 
 
 async def test_doc_ids_are_validated_and_immutable(cluster: Cluster) -> None:
