@@ -199,9 +199,7 @@ async def build(settings: Settings) -> Notary:
 
     async def storage_ready() -> str:
         # A stat of a key that never exists: any answer, even "no such blob", is a live node.
-        answers = await store.pool.settle(
-            [store.pool.stat(name, "health/probe") for name in store.pool.names]
-        )
+        answers = await store.pool.stat_all(store.pool.names, "health/probe")
         up = sum(1 for a in answers if not isinstance(a, BaseException))
         needed = store.k + store.m
         if up < needed:

@@ -80,7 +80,9 @@ class NodePool:
 
     async def put_all(self, writes: Sequence[tuple[str, str, bytes]]) -> list[BaseException | None]:
         """Write (node, key, data) triples concurrently: None for each success, else its
-        error (as ``put`` would raise it). Cancellation-safe like ``settle``."""
+        error (as ``put`` would raise it). Cancellation-safe: if the
+        caller is cancelled, the writes already started are waited for first, so a cleanup
+        that follows never races a write still landing on a node."""
         return await self._call_all([(n, k, methodcaller("put", k, d)) for n, k, d in writes])
 
     async def stat_all(
@@ -135,24 +137,6 @@ class NodePool:
             return [key async for key in node.list(prefix)]
 
         return await self._call(name, None, collect())
-
-    @staticmethod
-    async def settle(operations: Sequence[Awaitable[_T]]) -> list[_T | BaseException]:
-        """Run operations concurrently; return each result or exception, in order.
-
-        Cancellation-safe: if the caller is cancelled, the operations already
-        started are waited for before the cancellation propagates, so a cleanup
-        that follows can never race a write still landing on a node.
-        """
-        tasks = [asyncio.ensure_future(op) for op in operations]
-        if not tasks:
-            return []
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:
-            await asyncio.wait(tasks)
-            raise
-        return [_outcome(t) for t in tasks]
 
     async def delete_all(
         self, keys: Sequence[tuple[str, str]], concurrency: int = 32
