@@ -318,7 +318,10 @@ class Core:
     def _schedule_proposal(self) -> None:
         view = self.view
         exclude = self.tree.pending_leaves(self.high_qc.block_hash)
-        ready = self.mempool is not None and self.mempool.ready(exclude)
+        # No wait to fill the block when a full batch waits, or when entries above the
+        # committed head wait for this block to commit them (it is needed anyway; what
+        # reached the mempool meanwhile rides along).
+        ready = bool(exclude) or (self.mempool is not None and self.mempool.ready(exclude))
         delay = 0 if ready else self.config.batch_delay_ms
         self.clock.call_later(delay, self._guarded(lambda: self._propose(view)))
 

@@ -256,6 +256,37 @@ def test_leader_proposes_to_commit_pending_entries_then_goes_quiet() -> None:
     assert p.block.entries == () and p.block.qc.block_hash == B1.hash  # type: ignore[attr-defined]
 
 
+def test_leader_needed_to_commit_entries_does_not_wait_for_the_batch_delay() -> None:
+    # B1 holds entries that only a QC for a child of B1 commits: v2, leading view 2, must
+    # propose that child at once, with what its mempool holds, not after batch_delay_ms.
+    pool = Mempool(MempoolConfig())
+    core, out, clock = replica(2, mempool=pool)
+    core.handle("v1", propose(B1))
+    pool.add([b"arrived meanwhile"])
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+    clock.advance(0)
+    (p,) = out.of(Proposal)
+    assert p.block.entries == (b"arrived meanwhile",)  # type: ignore[attr-defined]
+    assert p.block.qc.block_hash == B1.hash  # type: ignore[attr-defined]
+
+
+def test_leader_waits_the_batch_delay_to_fill_a_block_nothing_needs() -> None:
+    # Nothing above the committed head waits: a lone entry waits for more, up to the delay.
+    e1, _ = child(GENESIS, CompactRange.empty())
+    pool = Mempool(MempoolConfig())
+    core, out, clock = replica(2, mempool=pool)
+    core.handle("v1", propose(e1))
+    pool.add([b"lone entry"])
+    for i in (0, 1, 3):
+        core.handle(f"v{i}", vote(i, e1.view, e1.hash))
+    clock.advance(CoreConfig().batch_delay_ms - 1)
+    assert not out.of(Proposal)
+    clock.advance(1)
+    (p,) = out.of(Proposal)
+    assert p.block.entries == (b"lone entry",)  # type: ignore[attr-defined]
+
+
 def test_leader_records_its_proposal_and_own_vote_with_one_fsync() -> None:
     core, out, clock = replica(2)  # leader of view 2
     store = core.safety._store
@@ -274,10 +305,14 @@ def test_leader_records_its_proposal_and_own_vote_with_one_fsync() -> None:
 
 
 def test_a_timeout_between_proposal_and_delivery_cancels_the_recorded_vote() -> None:
-    core, out, clock = replica(2)
-    core.handle("v1", propose(B1))
+    # e1 has no entries to commit: the leader waits the batch delay to fill its block.
+    e1, _ = child(GENESIS, CompactRange.empty())
+    pool = Mempool(MempoolConfig())
+    pool.add([b"an entry"])
+    core, out, clock = replica(2, mempool=pool)
+    core.handle("v1", propose(e1))
     for i in (0, 1, 3):
-        core.handle(f"v{i}", vote(i, B1.view, B1.hash))
+        core.handle(f"v{i}", vote(i, e1.view, e1.hash))
     clock.advance(0)  # local deliveries due now
     propose_at = min(clock.timers, key=lambda t: t[0])  # the batch delay, before the view's
     clock.timers.remove(propose_at)
