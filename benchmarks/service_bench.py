@@ -156,6 +156,12 @@ def verify_rate(samples: list[dict], trust: TrustFile, seconds: float = 3.0) -> 
     return done / (time.perf_counter() - t0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -167,10 +173,15 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
     proc = start_service(data_dir, port)
     try:
         await wait_ready(url, proc)
+        server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
         rate, latencies, samples = await small_docs(url, args.docs, args.clients)
+        server_cpu = cpu_seconds(proc.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
         print(f"small_docs_per_s={rate:.0f}", flush=True)
         print(f"p50_receipt_ms={statistics.median(latencies):.0f}", flush=True)
         print(f"p99_receipt_ms={percentile(latencies, 0.99):.0f}", flush=True)
+        print(f"server_cpu_ms_per_doc={server_cpu * 1000 / args.docs:.2f}", flush=True)
+        print(f"client_cpu_ms_per_doc={client_cpu * 1000 / args.docs:.2f}", flush=True)
         doc_id = samples[0]["document"]["id"]
         async with (
             aiohttp.ClientSession() as http,
