@@ -176,28 +176,44 @@ class DocumentStore:
         doc_id: str | None = None,
         expected_sha256: str | None = None,
         encryption: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        new_id: bool = False,
+        on_digest: Callable[[str], None] | None = None,
     ) -> Manifest:
         """Store a document; return its manifest once every fragment and the manifest landed.
 
         ``source``: bytes, a binary file object, or an (async) iterable of byte
         chunks; it is streamed, never held whole. ``doc_id``: 1..64 of
         ``[a-z0-9-]``; generated when None; an id that already has a manifest is
-        refused. ``expected_sha256``: if given and the stream's SHA-256
+        refused. ``new_id``: the caller vouches that ``doc_id`` was just drawn at
+        random (128 bits or more) and never used, so the look-up that refuses an
+        existing id (a stat on every placement node) is skipped; a generated id
+        needs no such look-up either. Never pass it for an id that came from
+        elsewhere: storing under an existing id would replace that document's
+        manifest. ``expected_sha256``: if given and the stream's SHA-256
         differs, DigestMismatchError after everything written is removed
-        (ValueError if it is not 64 hex digits). Any other failure:
-        WriteFailedError, nothing left visible. ``encryption``: the manifest's
+        (ValueError if it is not 64 hex digits). ``on_digest``: called once, on the
+        event loop, with the document's SHA-256 (hex) as soon as the whole source is
+        read and hashed and matched ``expected_sha256``: before the writes are
+        durable, so the put may still fail afterwards; never called when it fails
+        before (source error, digest mismatch). An exception it raises fails the put
+        (nothing left visible). Any other failure: WriteFailedError, nothing left
+        visible. ``encryption``: the manifest's
         ``encryption`` object when the source is sealed (docs/sealing.md), or a
         callable returning it once the source is exhausted (for parameters known only
         then, such as the plaintext size); size and digest are of the stored bytes.
         """
-        doc_id = self._new_doc_id() if doc_id is None else validate_doc_id(doc_id)
+        if doc_id is None:
+            doc_id, new_id = self._new_doc_id(), True
+        else:
+            doc_id = validate_doc_id(doc_id)
         if expected_sha256 is not None:
             expected_sha256 = expected_sha256.lower()
             if not _HEX64.fullmatch(expected_sha256):
                 raise ValueError("expected_sha256 must be 64 hex digits")
         codec = self._codec
         placement = place(doc_id, self._pool.zones, codec.n, max_per_zone=codec.m)
-        await self._refuse_existing(doc_id, placement)
+        if not new_id:
+            await self._refuse_existing(doc_id, placement)
 
         doc_hasher = hashlib.sha256()
         segments: dict[int, SegmentEntry] = {}
@@ -211,6 +227,7 @@ class DocumentStore:
                 failed.append(task)
 
         size = 0
+        read_all = False  # the whole source was read and hashed (no early stop)
         cut = iter_segments(source, self.segment_size)
         try:
             try:
@@ -228,12 +245,22 @@ class DocumentStore:
                     task.add_done_callback(finished)
                     tasks.append(task)
                     del segment  # only the task holds it now
+                else:
+                    read_all = True
             except StorageError:
                 raise
             except Exception as e:
                 raise WriteFailedError(f"reading the source of {doc_id} failed: {e}", [e]) from e
             finally:
                 await cut.aclose()  # finalise the caller's source now, even after a break
+            calculated = doc_hasher.hexdigest()
+            if read_all:
+                # Checked as soon as the source is read, not after the writes: a mismatch
+                # stops the put at once, and on_digest learns the digest early.
+                if expected_sha256 is not None and expected_sha256 != calculated:
+                    raise DigestMismatchError(expected_sha256, calculated)
+                if on_digest is not None:
+                    on_digest(calculated)
             results = await asyncio.gather(*tasks, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
@@ -244,9 +271,6 @@ class DocumentStore:
             for entry in results:
                 assert isinstance(entry, SegmentEntry)
                 segments[entry.index] = entry
-            calculated = doc_hasher.hexdigest()
-            if expected_sha256 is not None and expected_sha256 != calculated:
-                raise DigestMismatchError(expected_sha256, calculated)
             manifest = Manifest(
                 doc_id=doc_id,
                 size=size,
