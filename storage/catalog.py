@@ -22,6 +22,7 @@ from storage.manifest import (
     encode_envelope,
     manifest_key,
 )
+from storage.nodes.base import BlobStat
 from storage.pool import NodePool
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,35 @@ async def list_doc_ids(pool: NodePool) -> tuple[dict[str, set[str]], dict[str, N
     return holders, errors
 
 
-async def write_copies(
-    pool: NodePool, manifest: Manifest, names: Sequence[str]
-) -> tuple[list[str], list[NodeError]]:
-    """Write the manifest envelope to each named node; return the successes and failures."""
+async def is_torn(pool: NodePool, manifest: Manifest) -> bool:
+    """True if ``manifest`` is what a one-round put interrupted by a crash leaves: written
+    in one round with its fragments (``Manifest.one_round``), fewer than k of them present
+    and every other one certainly absent (its node answered "no such blob"). Such a put
+    was never acknowledged (docs/storage.md, "Torn puts"). A node that cannot answer makes
+    the answer False: its fragment may be there."""
+    if not manifest.one_round:
+        return False
+    fragments = manifest.segments[0].fragments
+    results = await asyncio.gather(
+        *(pool.stat(f.node, f.key) for f in fragments), return_exceptions=True
+    )
+    present = sum(1 for r in results if isinstance(r, BlobStat))
+    absent = sum(1 for r in results if r is None)
+    return present < manifest.codec.k and present + absent == len(fragments)
+
+
+def copy_writes(manifest: Manifest, names: Sequence[str]) -> list[tuple[str, str, bytes]]:
+    """The (node, key, envelope) writes of the manifest's copies on the named nodes."""
     blob = encode_envelope(manifest)
     key = manifest_key(manifest.doc_id)
-    results = await pool.put_all([(n, key, blob) for n in names])
+    return [(n, key, blob) for n in names]
+
+
+def copy_outcomes(
+    names: Sequence[str], results: Sequence[BaseException | None]
+) -> tuple[list[str], list[NodeError]]:
+    """The nodes that took their copy and the failures of the others (``put_all``'s
+    results for ``copy_writes``); an error that is no NodeError is raised."""
     ok: list[str] = []
     failed: list[NodeError] = []
     for name, result in zip(names, results, strict=True):
@@ -105,3 +128,10 @@ async def write_copies(
         else:
             raise result
     return ok, failed
+
+
+async def write_copies(
+    pool: NodePool, manifest: Manifest, names: Sequence[str]
+) -> tuple[list[str], list[NodeError]]:
+    """Write the manifest envelope to each named node; return the successes and failures."""
+    return copy_outcomes(names, await pool.put_all(copy_writes(manifest, names)))

@@ -120,6 +120,14 @@ class Manifest:
         """Distinct node names holding fragments of this document, sorted."""
         return tuple(sorted({f.node for s in self.segments for f in s.fragments}))
 
+    @property
+    def one_round(self) -> bool:
+        """True if a put may have written this manifest's copies together with its
+        fragments (one segment, never repaired): a copy then proves the document was
+        acknowledged only together with k of its fragments (docs/storage.md, "Torn
+        puts")."""
+        return len(self.segments) == 1 and self.revision == 1
+
     def with_segments(self, segments: Sequence[SegmentEntry], revision: int) -> Manifest:
         """A copy with new segment entries and revision."""
         return replace(self, segments=tuple(segments), revision=revision)

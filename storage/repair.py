@@ -10,6 +10,10 @@ replacement found further down the document's HRW order (zone rule kept).
 The manifest gets the new fragment locations and ``revision + 1`` and is
 written to every node now holding fragments; copies on other nodes are
 removed. Missing or damaged manifest copies are rewritten as well.
+
+A document written in one round (one segment) whose fragments are mostly absent is a
+put torn by a crash, never acknowledged: it is reported as torn, not repaired (there is
+nothing to rebuild it from) and not removed (docs/storage.md, "Torn puts").
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.catalog import Copies, list_doc_ids, read_copies, write_copies
+from storage.catalog import Copies, is_torn, list_doc_ids, read_copies, write_copies
 from storage.codec import SegmentCodec
 from storage.errors import ConfigError, NodeError, NodeUnavailableError, StorageError
 from storage.fetch import Fetched, collect_fragments, decode_segment, fetch_fragment, sha256_hex
@@ -45,6 +49,7 @@ class ScrubReport:
     documents_unrecoverable: int
     manifests_unreadable: int  # documents listed on the nodes with no valid manifest copy
     manifest_copies_repaired: int  # manifest copies (re)written
+    documents_torn: int = 0  # one-round puts interrupted by a crash (never acknowledged)
     problems: tuple[str, ...] = ()  # one line per problem left unrepaired
 
     @property
@@ -64,6 +69,7 @@ class _Tally:
     unrecoverable_documents: int = 0
     manifests_unreadable: int = 0
     copies_repaired: int = 0
+    torn: int = 0
     problems: list[str] = field(default_factory=list)
 
     def report(self) -> ScrubReport:
@@ -77,6 +83,7 @@ class _Tally:
             documents_unrecoverable=self.unrecoverable_documents,
             manifests_unreadable=self.manifests_unreadable,
             manifest_copies_repaired=self.copies_repaired,
+            documents_torn=self.torn,
             problems=tuple(self.problems),
         )
 
@@ -162,6 +169,14 @@ async def _scrub_document(
         if not bad:
             new_segments.append(segment)
             continue
+        if len(good) < codec.k and await is_torn(pool, manifest):
+            tally.torn += 1
+            tally.problems.append(
+                f"document {manifest.doc_id}: torn put, fewer than {codec.k} of its fragments "
+                f"exist: interrupted by a crash, never acknowledged (or, if it was, it lost "
+                f"more than {codec.m} fragments); left as found"
+            )
+            return
         if len(good) < codec.k and not repair:
             # Without repair, only a definite verdict counts: more than m bad fragments.
             if len(bad) > codec.m:

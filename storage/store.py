@@ -3,9 +3,10 @@
 A document is cut into segments; each segment is encoded into k + m
 fragments; fragment i of every segment goes to node i of the document's
 placement (rendezvous hashing over the pool). Once every fragment is written,
-the manifest is written to every placement node; a document is visible only
-through its manifest, so a put that fails at any point deletes what it wrote
-and leaves nothing visible.
+the manifest is written to every placement node (a document of one segment: in
+the same round as its fragments, see docs/storage.md "Torn puts"); a document
+is visible only through its manifest, so a put that fails at any point deletes
+what it wrote and leaves nothing visible.
 
 Write policy (decided, see docs/storage.md): a put needs **all** k + m
 fragments of every segment to land, so every acknowledged document starts
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.catalog import list_doc_ids, read_copies, write_copies
+from storage.catalog import copy_outcomes, copy_writes, is_torn, list_doc_ids, read_copies
 from storage.codec import SegmentCodec
 from storage.errors import (
     ConfigError,
@@ -216,7 +217,6 @@ class DocumentStore:
             await self._refuse_existing(doc_id, placement)
 
         doc_hasher = hashlib.sha256()
-        segments: dict[int, SegmentEntry] = {}
         tasks: list[asyncio.Task[SegmentEntry]] = []
         gate = asyncio.Semaphore(self._max_inflight)
         failed: list[asyncio.Task[SegmentEntry]] = []
@@ -226,25 +226,33 @@ class DocumentStore:
             if not task.cancelled() and task.exception() is not None:
                 failed.append(task)
 
+        def launch(index: int, segment: bytes, digest: str) -> None:
+            task = asyncio.create_task(
+                self._store_segment(placement, doc_id, index, segment, digest)
+            )
+            task.add_done_callback(finished)
+            tasks.append(task)
+
         size = 0
         read_all = False  # the whole source was read and hashed (no early stop)
+        # The newest segment is written only once the next one (or the end) is read: a
+        # document of one segment is then written in one round with its manifest.
+        held: tuple[int, bytes, str] | None = None
+        one_round = False
         cut = iter_segments(source, self.segment_size)
         try:
             try:
                 async for segment in cut:
-                    await gate.acquire()
+                    await gate.acquire()  # a held segment counts as in flight
                     if failed:  # stop reading: the put has already failed
                         gate.release()
                         break
-                    index = len(tasks)
+                    if held is not None:
+                        launch(*held)
                     size += len(segment)
                     digest = await run_cpu_on(len(segment), _hash_segment, doc_hasher, segment)
-                    task = asyncio.create_task(
-                        self._store_segment(placement, doc_id, index, segment, digest)
-                    )
-                    task.add_done_callback(finished)
-                    tasks.append(task)
-                    del segment  # only the task holds it now
+                    held = (len(tasks), segment, digest)
+                    del segment  # only ``held`` holds it now
                 else:
                     read_all = True
             except StorageError:
@@ -253,6 +261,12 @@ class DocumentStore:
                 raise WriteFailedError(f"reading the source of {doc_id} failed: {e}", [e]) from e
             finally:
                 await cut.aclose()  # finalise the caller's source now, even after a break
+            if not read_all:
+                held = None
+            one_round = held is not None and not tasks
+            if held is not None and tasks:
+                launch(*held)
+                held = None
             calculated = doc_hasher.hexdigest()
             if read_all:
                 # Checked as soon as the source is read, not after the writes: a mismatch
@@ -261,27 +275,37 @@ class DocumentStore:
                     raise DigestMismatchError(expected_sha256, calculated)
                 if on_digest is not None:
                     on_digest(calculated)
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise WriteFailedError(
-                    f"document {doc_id} not stored: {len(errors)} segment(s) failed: {errors[0]}",
-                    errors,
-                ) from errors[0]
-            for entry in results:
-                assert isinstance(entry, SegmentEntry)
-                segments[entry.index] = entry
+            fragment_writes: list[tuple[str, str, bytes]] = []
+            if held is not None:
+                entry, blobs = await self._encode_segment(placement, doc_id, *held)
+                held = None
+                segments = [entry]
+                fragment_writes = [
+                    (f.node, f.key, blob) for f, blob in zip(entry.fragments, blobs, strict=True)
+                ]
+            else:
+                segments = await self._segments_written(doc_id, tasks)
             manifest = Manifest(
                 doc_id=doc_id,
                 size=size,
                 sha256=calculated,
                 codec=CodecInfo(ec_type=codec.ec_type, k=codec.k, m=codec.m),
                 segment_size=self.segment_size,
-                segments=tuple(segments[i] for i in range(len(tasks))),
+                segments=tuple(segments),
                 created=self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 encryption=encryption() if callable(encryption) else encryption,
             )
-            ok, failures = await write_copies(self._pool, manifest, placement)
+            # One round for a one-segment document: its fragments and manifest copies are
+            # written together (one group commit per pack node). A crash in that round
+            # can leave copies without all the fragments: docs/storage.md, "Torn puts".
+            results = await self._pool.put_all(fragment_writes + copy_writes(manifest, placement))
+            errors = [r for r in results[: len(fragment_writes)] if r is not None]
+            if errors:
+                raise WriteFailedError(
+                    f"document {doc_id} not stored: {len(errors)} fragment(s) failed: {errors[0]}",
+                    errors,
+                ) from errors[0]
+            ok, failures = copy_outcomes(placement, results[len(fragment_writes) :])
             if len(ok) < codec.m + 1:
                 raise WriteFailedError(
                     f"document {doc_id}: only {len(ok)} manifest copies written, "
@@ -290,8 +314,23 @@ class DocumentStore:
                 )
             return manifest
         except BaseException:
-            await asyncio.shield(self._discard(doc_id, placement, tasks))
+            written = max(len(tasks), 1 if one_round else 0)
+            await asyncio.shield(self._discard(doc_id, placement, tasks, written))
             raise
+
+    async def _segments_written(
+        self, doc_id: str, tasks: Sequence[asyncio.Task[SegmentEntry]]
+    ) -> list[SegmentEntry]:
+        """The entries of the segments the tasks wrote, in order; WriteFailedError if any
+        failed."""
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise WriteFailedError(
+                f"document {doc_id} not stored: {len(errors)} segment(s) failed: {errors[0]}",
+                errors,
+            ) from errors[0]
+        return [r for r in results if isinstance(r, SegmentEntry)]
 
     async def _refuse_existing(self, doc_id: str, placement: Sequence[str]) -> None:
         key = manifest_key(doc_id)
@@ -299,45 +338,57 @@ class DocumentStore:
         if any(r is not None and not isinstance(r, BaseException) for r in results):
             raise WriteFailedError(f"document {doc_id} already exists; documents are immutable")
 
+    async def _encode_segment(
+        self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
+    ) -> tuple[SegmentEntry, list[bytes]]:
+        """The segment's entry and its fragments (encoded, hashed, placed; not written)."""
+        fragments = await run_cpu_on(len(segment), _encode_and_hash, self._codec, segment)
+        entry = SegmentEntry(
+            index=index,
+            size=len(segment),
+            sha256=digest,
+            fragments=tuple(
+                FragmentEntry(
+                    index=i,
+                    node=node,
+                    key=fragment_key(doc_id, index, i),
+                    sha256=sha,
+                    size=len(data),
+                )
+                for i, (node, (data, sha)) in enumerate(zip(placement, fragments, strict=True))
+            ),
+        )
+        return entry, [data for data, _ in fragments]
+
     async def _store_segment(
         self, placement: Sequence[str], doc_id: str, index: int, segment: bytes, digest: str
     ) -> SegmentEntry:
-        fragments = await run_cpu_on(len(segment), _encode_and_hash, self._codec, segment)
-        size = len(segment)
+        entry, blobs = await self._encode_segment(placement, doc_id, index, segment, digest)
         del segment  # free it while the fragments are written: memory is the bound
-        keys = [fragment_key(doc_id, index, i) for i in range(len(fragments))]
         results = await self._pool.put_all(
-            [
-                (node, key, data)
-                for node, key, (data, _) in zip(placement, keys, fragments, strict=True)
-            ]
+            [(f.node, f.key, blob) for f, blob in zip(entry.fragments, blobs, strict=True)]
         )
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return SegmentEntry(
-            index=index,
-            size=size,
-            sha256=digest,
-            fragments=tuple(
-                FragmentEntry(index=i, node=node, key=key, sha256=sha, size=len(data))
-                for i, (node, key, (data, sha)) in enumerate(
-                    zip(placement, keys, fragments, strict=True)
-                )
-            ),
-        )
+        return entry
 
     async def _discard(
-        self, doc_id: str, placement: Sequence[str], tasks: Sequence[asyncio.Task[SegmentEntry]]
+        self,
+        doc_id: str,
+        placement: Sequence[str],
+        tasks: Sequence[asyncio.Task[SegmentEntry]],
+        segments: int,
     ) -> None:
-        """Remove everything a failed put may have written (waits for its writes first)."""
+        """Remove everything a failed put of up to ``segments`` segments may have written
+        (waits for its writes first)."""
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         doomed = [(n, manifest_key(doc_id)) for n in placement]
         doomed += [
             (node, fragment_key(doc_id, s, i))
-            for s in range(len(tasks))
+            for s in range(segments)
             for i, node in enumerate(placement)
         ]
         await self._pool.delete_quietly(doomed)
@@ -448,13 +499,16 @@ class DocumentStore:
     async def recover_manifests(self) -> AsyncIterator[Manifest]:
         """Yield the current manifest of every document found on the nodes, by doc_id.
 
-        Documents whose copies are all damaged are skipped (scrub reports them).
+        Documents whose copies are all damaged are skipped (scrub reports them), and so
+        are puts torn by a crash, never acknowledged (docs/storage.md, "Torn puts").
         """
         holders, _errors = await list_doc_ids(self._pool)
         for doc_id in sorted(holders):
             copies = await read_copies(self._pool, doc_id)
             if copies.valid:
-                yield copies.current()
+                manifest = copies.current()
+                if not await is_torn(self._pool, manifest):
+                    yield manifest
 
     # ---------------------------------------------------------------- delete
 

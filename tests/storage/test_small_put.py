@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from storage import DigestMismatchError, WriteFailedError
+from storage import (
+    DigestMismatchError,
+    DocumentStore,
+    Manifest,
+    UnrecoverableError,
+    WriteFailedError,
+)
+from storage.catalog import read_copies
 from storage.manifest import manifest_key
+from storage.nodes import LocalFolderNode
+from storage.nodes.pack import HEADER_BYTES
 
 from .conftest import Cluster
 
@@ -109,3 +120,128 @@ async def test_an_on_digest_that_raises_fails_the_put_and_leaves_nothing(
         await store.put(os.urandom(3 * SEG), on_digest=refuse)
     assert cluster.files() == []
     assert [m async for m in store.recover_manifests()] == []
+
+
+# ------------------------------------------------------------------ torn one-round puts
+
+
+def packed_store(base: Path, create: bool = True) -> DocumentStore:
+    return DocumentStore(
+        [
+            LocalFolderNode(
+                f"node{i}", base / f"node{i}", zone=f"zone{i % 3}", pack=True, create=create
+            )
+            for i in range(6)
+        ],
+        segment_size=SEG,
+    )
+
+
+def record_start(node: LocalFolderNode, key: str) -> tuple[Path, int]:
+    """The pack file holding ``key`` and where its record starts."""
+    where = node.blob_location(key)
+    assert where is not None, key
+    pack, data_offset, _ = where
+    return pack, data_offset - len(key) - HEADER_BYTES
+
+
+async def crash_during_put(
+    base: Path, *, lose_both: int, lose_fragment_only: int
+) -> tuple[Manifest, bytes, Manifest, bytes]:
+    """Store a two-segment document, then a one-segment one; then make it look as if the
+    process crashed during the latter's one round: on the first ``lose_both`` nodes of its
+    placement the group never became durable (the pack is cut where its records start),
+    and on the next ``lose_fragment_only`` nodes only the fragment's record was lost (its
+    header zeroed: the pack's scan skips it, the manifest copy after it survives)."""
+    store = packed_store(base)
+    old_data = os.urandom(SEG + 904)
+    old = await store.put(old_data, new_id=True)
+    data = os.urandom(SEG)
+    torn = await store.put(data, new_id=True)
+    assert torn.one_round and not old.one_round
+    for entry in torn.segments[0].fragments:
+        node = store.pool.node(entry.node)
+        assert isinstance(node, LocalFolderNode)
+        # One group: the manifest copy's record right after the fragment's.
+        pack, start = record_start(node, entry.key)
+        assert record_start(node, manifest_key(torn.doc_id)) == (
+            pack,
+            start + HEADER_BYTES + len(entry.key) + entry.size,
+        )
+        if entry.index < lose_both:
+            os.truncate(pack, start)
+        elif entry.index < lose_both + lose_fragment_only:
+            with pack.open("r+b") as f:
+                f.seek(start)
+                f.write(bytes(HEADER_BYTES))
+                os.fsync(f.fileno())
+    await store.close()
+    return old, old_data, torn, data
+
+
+async def test_a_put_torn_by_a_crash_is_never_taken_for_a_document(tmp_path: Path) -> None:
+    old, old_data, torn, _ = await crash_during_put(tmp_path, lose_both=3, lose_fragment_only=1)
+    store = packed_store(tmp_path)
+    # Three manifest copies survive (the fourth node kept its copy, not its fragment)...
+    assert len((await read_copies(store.pool, torn.doc_id)).valid) == 3
+    assert await store.load_manifest(torn.doc_id) == torn
+    # ...with two fragments: unreadable, and never read as anything else.
+    with pytest.raises(UnrecoverableError):
+        await store.read_bytes(torn)
+    # Recovery from the nodes alone lists only the acknowledged document.
+    assert [m async for m in store.recover_manifests()] == [old]
+    report = await store.scrub()
+    assert report.documents_torn == 1 and report.documents_unrecoverable == 0
+    assert report.segments_unrecoverable == 0 and report.fragments_repaired == 0
+    assert len(report.problems) == 1 and torn.doc_id in report.problems[0]
+    assert "torn" in report.problems[0]
+    assert len((await read_copies(store.pool, torn.doc_id)).valid) == 3  # left as found
+    assert await store.read_bytes(old) == old_data
+
+
+async def test_a_torn_put_that_kept_k_fragments_is_a_readable_document(tmp_path: Path) -> None:
+    _, _, torn, data = await crash_during_put(tmp_path, lose_both=1, lose_fragment_only=1)
+    store = packed_store(tmp_path)
+    assert await store.read_bytes(torn) == data
+    assert torn in [m async for m in store.recover_manifests()]
+    report = await store.scrub()
+    assert report.documents_torn == 0 and report.fragments_repaired == 2
+    assert report.healthy, report.problems
+    assert await store.read_bytes(await store.load_manifest(torn.doc_id)) == data
+
+
+async def test_fragments_lost_on_unreachable_nodes_or_by_two_round_puts_are_losses(
+    tmp_path: Path,
+) -> None:
+    store = packed_store(tmp_path)
+    small = await store.put(os.urandom(100), new_id=True)
+    large = await store.put(os.urandom(SEG + 1), new_id=True)
+    # The two-segment document loses three fragments of its first segment for good.
+    for entry in large.segments[0].fragments[:3]:
+        await store.pool.node(entry.node).delete(entry.key)
+    await store.close()
+    # Three nodes of the small document's placement are unreachable: its fragments there
+    # may still exist, so it is not taken for a torn put.
+    for entry in small.segments[0].fragments[:3]:
+        shutil.move(tmp_path / entry.node, tmp_path / f"away-{entry.node}")
+    report = await packed_store(tmp_path, create=False).scrub(repair=False)
+    assert report.documents_torn == 0
+    assert report.documents_unrecoverable == 2, report
+
+
+async def test_a_failed_one_round_put_leaves_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    store = cluster.store()
+    shutil.rmtree(cluster.root("node3"))
+    with pytest.raises(WriteFailedError, match="node3"):
+        await store.put(os.urandom(SEG), new_id=True)
+    assert cluster.files() == []  # the copies that landed beside the fragments are gone
+    packed = packed_store(tmp_path / "packed")
+    victim = packed.pool.node("node2")
+    assert isinstance(victim, LocalFolderNode)
+    shutil.rmtree(victim.root)
+    with pytest.raises(WriteFailedError, match="node2"):
+        await packed.put(os.urandom(100), new_id=True)
+    assert [m async for m in packed.recover_manifests()] == []
+    for node in packed.pool.names:
+        if node != "node2":
+            assert [k async for k in packed.pool.node(node).list("")] == []
