@@ -292,12 +292,17 @@ def from_dict(obj: Any) -> Manifest:
     )
 
 
+_ENVELOPE_HEAD = b'{"format":"' + ENVELOPE_FORMAT.encode("ascii") + b'","manifest":'
+
+
 def encode_envelope(manifest: Manifest) -> bytes:
     """The bytes stored on a node: the manifest plus the SHA-256 of its canonical JSON."""
-    body = to_dict(manifest)
-    digest = hashlib.sha256(canonical_json(body)).hexdigest()
-    envelope: dict[str, Any] = {"format": ENVELOPE_FORMAT, "manifest": body, "sha256": digest}
-    return canonical_json(envelope)
+    body = canonical_bytes(manifest)
+    digest = hashlib.sha256(body).hexdigest()
+    # The canonical JSON of {"format", "manifest", "sha256"} (keys in that order, plain
+    # ASCII strings) around the manifest's own canonical bytes: JCS of the envelope,
+    # without canonicalising the manifest a second time.
+    return b"".join((_ENVELOPE_HEAD, body, b',"sha256":"', digest.encode("ascii"), b'"}'))
 
 
 def decode_envelope(blob: bytes) -> Manifest:

@@ -43,7 +43,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ class CorruptBlobError(OSError):
     """A packed blob whose bytes fail their CRC-32."""
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(NamedTuple):
     """Where a packed blob's bytes are."""
 
     pack: int
@@ -77,10 +76,10 @@ class Location:
     crc: int
 
 
-def encode_record(op: int, key: str, data: bytes = b"") -> bytes:
-    """One record (see the module docstring)."""
+def encode_record(op: int, key: str, data: bytes = b"", crc: int | None = None) -> bytes:
+    """One record (see the module docstring); ``crc``: the data's CRC-32 if known."""
     k = key.encode("ascii")
-    head = _HEADER.pack(MAGIC, op, len(k), len(data), zlib.crc32(data))
+    head = _HEADER.pack(MAGIC, op, len(k), len(data), zlib.crc32(data) if crc is None else crc)
     return head + _CRC.pack(zlib.crc32(k, zlib.crc32(head))) + k + data
 
 
@@ -136,8 +135,7 @@ def _next_record(data: bytes | memoryview, start: int) -> int | None:
     return None
 
 
-@dataclass
-class _Write:
+class _Write(NamedTuple):
     op: int
     key: str
     data: bytes
@@ -161,7 +159,10 @@ class PackLog:
         if not os.path.isdir(self._folder):
             os.mkdir(self._folder)
             _fsync_dir(root)
-        self._index: dict[str, Location] = {}
+        # Plain tuples of ints (pack, offset, size, CRC), not Locations: the garbage
+        # collector stops tracking those, so an index of millions of blobs adds nothing
+        # to the full collections of a long-running service.
+        self._index: dict[str, tuple[int, int, int, int]] = {}
         self._fds: dict[int, int] = {}
         self._queue: list[_Write] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -190,7 +191,7 @@ class PackLog:
             if op == DELETE:
                 self._index.pop(key, None)
             else:
-                self._index[key] = Location(number, offset, size, crc)
+                self._index[key] = (number, offset, size, crc)
         if skipped:
             log.warning("%s: skipped %d corrupt bytes between records", path, skipped)
         if end < len(data):
@@ -213,7 +214,8 @@ class PackLog:
 
     def location(self, key: str) -> Location | None:
         """Where the blob under ``key`` is, or None."""
-        return self._index.get(key)
+        where = self._index.get(key)
+        return None if where is None else Location._make(where)
 
     def pack_path(self, number: int) -> str:
         """The file of pack ``number``."""
@@ -226,7 +228,7 @@ class PackLog:
     async def read(self, key: str) -> bytes | None:
         """The blob's bytes, or None if it is not packed; CorruptBlobError if they fail
         their CRC."""
-        loc = self._index.get(key)
+        loc = self.location(key)
         if loc is None:
             return None
         fd = self._fds[loc.pack]
@@ -259,8 +261,13 @@ class PackLog:
         try:
             while self._queue:
                 group, self._queue = self._queue, []
-                records = [encode_record(w.op, w.key, w.data) for w in group]
-                buf = b"".join(records)
+                crcs = [zlib.crc32(w.data) for w in group]
+                buf = b"".join(
+                    [
+                        encode_record(w.op, w.key, w.data, crc)
+                        for w, crc in zip(group, crcs, strict=True)
+                    ]
+                )
                 try:
                     number, start = await loop.run_in_executor(self._executor, self._write, buf)
                 except OSError as e:
@@ -270,15 +277,13 @@ class PackLog:
                     continue
                 self.groups += 1
                 pos = start
-                for w, record in zip(group, records, strict=True):
+                for w, crc in zip(group, crcs, strict=True):
+                    pos += HEADER_BYTES + len(w.key)  # the data's offset (keys are ASCII)
                     if w.op == DELETE:
                         self._index.pop(w.key, None)
                     else:
-                        offset = pos + HEADER_BYTES + len(w.key)
-                        self._index[w.key] = Location(
-                            number, offset, len(w.data), zlib.crc32(w.data)
-                        )
-                    pos += len(record)
+                        self._index[w.key] = (number, pos, len(w.data), crc)
+                    pos += len(w.data)
                     if not w.done.done():
                         w.done.set_result(None)
         finally:

@@ -74,6 +74,21 @@ def test_envelope_digest_is_sha256_of_canonical_manifest() -> None:
     assert env["sha256"] == hashlib.sha256(rfc8785.dumps(env["manifest"])).hexdigest()
 
 
+@pytest.mark.parametrize(
+    "encryption", [None, {"alg": "AES-256-GCM", "note": 'é\u2028"\\', "n": 2**53 - 1}]
+)
+def test_envelope_bytes_are_the_rfc8785_encoding_of_the_envelope(
+    encryption: dict[str, Any] | None,
+) -> None:
+    # Reference: the whole envelope through rfc8785 (the encoder wraps the manifest's own
+    # canonical bytes instead of canonicalising it twice).
+    m = Manifest(**{**sample().__dict__, "encryption": encryption})
+    body = to_dict(m)
+    digest = hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    envelope = {"format": "notary-storage-manifest-envelope", "manifest": body, "sha256": digest}
+    assert encode_envelope(m) == rfc8785.dumps(envelope)
+
+
 def test_every_single_byte_flip_of_an_envelope_is_detected() -> None:
     m = sample(size=9)
     blob = encode_envelope(m)
