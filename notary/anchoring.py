@@ -18,6 +18,13 @@ The index is the source of truth: every row in state ``anchoring`` is resubmitte
 start (submission is idempotent: the ledger deduplicates entries by hash), so an upload
 acknowledged as stored, or a recorded content access, is anchored even if the service
 crashed in between.
+
+An entry may be queued before its row says ``anchoring`` (``enqueue(..., after=)``: an
+upload submits its entry as soon as the document's digest is known, while the fragments
+and the row are still being written): its commit is recorded only once ``after`` is done,
+and not at all if ``after`` fails. The ledger may then hold an entry for an upload that
+failed (or was cut short by a crash): a salted commitment nobody can open, for which no
+receipt is ever issued.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chain.errors import ChainError
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
 from notary.index.models import CustodyEvent, Document
 from notary.index.writer import IndexWriter
-from notary.ledger_thread import Covered, ThreadedChain
+from notary.ledger_process import Covered, ProcessChain
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +54,20 @@ Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
+class _Queued:
+    key: Key
+    entry: bytes
+    after: asyncio.Future[Any] | None = None  # the row's own write, recorded first
+
+
+@dataclass(frozen=True)
 class Anchored:
     """Where an entry landed, as recorded in the index when it was anchored."""
 
     leaf_index: int
     block_height: int
     anchored_at: datetime
-    # From in-process validators, for an entry someone waits for: the first signed
+    # From the embedded validators, for an entry someone waits for: the first signed
     # checkpoint covering it, its tree size and the entry's inclusion proof in that tree.
     checkpoint: str | None = None
     tree_size: int | None = None
@@ -83,7 +99,7 @@ class AnchorWorker:
         self._commit_timeout = commit_timeout
         self._retry_delay = retry_delay
         self._clock = clock
-        self._queue: asyncio.Queue[tuple[Key, bytes]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._waiters: dict[Key, asyncio.Future[Anchored]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -111,13 +127,17 @@ class AnchorWorker:
             if not fut.done():
                 fut.cancel()
 
-    def enqueue(self, doc_id: str, entry: bytes) -> None:
-        """Queue a document's entry for anchoring."""
-        self._queue.put_nowait(((DOCUMENT, doc_id), entry))
+    def enqueue(
+        self, doc_id: str, entry: bytes, *, after: asyncio.Future[Any] | None = None
+    ) -> None:
+        """Queue a document's entry for anchoring. ``after``: the write that makes the
+        row ``anchoring``, if still under way: the commit is recorded once it is done
+        (if it fails, nothing is recorded and the document's waiter is cancelled)."""
+        self._queue.put_nowait(_Queued((DOCUMENT, doc_id), entry, after))
 
     def enqueue_custody(self, event_id: int, entry: bytes) -> None:
         """Queue a custody event's entry for anchoring."""
-        self._queue.put_nowait(((CUSTODY, str(event_id)), entry))
+        self._queue.put_nowait(_Queued((CUSTODY, str(event_id)), entry))
 
     def wait_anchored(self, doc_id: str) -> asyncio.Future[Anchored]:
         """A future resolved when the document's entry is committed and recorded."""
@@ -134,7 +154,7 @@ class AnchorWorker:
             self._waiters[key] = fut
         return fut
 
-    async def _next_batch(self) -> list[tuple[Key, bytes]]:
+    async def _next_batch(self) -> list[_Queued]:
         """What is queued (waiting for a first entry, then ``linger`` s for more)."""
         batch = [await self._queue.get()]
         if self._linger > 0 and self._queue.qsize() < self._batch_size - 1:
@@ -148,7 +168,7 @@ class AnchorWorker:
             batch = await self._next_batch()
             while True:
                 try:
-                    await self._ledger.submit([entry for _, entry in batch])
+                    await self._ledger.submit([q.entry for q in batch])
                     break
                 except asyncio.CancelledError:
                     raise
@@ -159,28 +179,37 @@ class AnchorWorker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, batch: list[tuple[Key, bytes]]) -> None:
+    async def _watch(self, batch: list[_Queued]) -> None:
         """Wait for each entry of a submitted batch to be committed and signed, record
         it, wake its waiter; resubmit the ones that are not."""
         outcomes = await wait_signed(
             self._ledger,
-            [leaf_hash(entry) for _, entry in batch],
+            [leaf_hash(q.entry) for q in batch],
             self._commit_timeout,
-            prove=[key in self._waiters for key, _ in batch],  # someone wants a receipt
+            prove=[q.key in self._waiters for q in batch],  # someone wants a receipt
         )
-        done: list[tuple[Key, Covered]] = []
-        for (key, entry), outcome in zip(batch, outcomes, strict=True):
+        done: list[tuple[_Queued, Covered]] = []
+        for queued, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome
             if isinstance(outcome, BaseException):
-                log.warning("%s %s not committed yet (%s); resubmitting", *key, outcome)
-                self._queue.put_nowait((key, entry))
+                log.warning("%s %s not committed yet (%s); resubmitting", *queued.key, outcome)
+                self._queue.put_nowait(queued)
             else:
-                done.append((key, outcome))
-        await asyncio.gather(*(self._record(key, info) for key, info in done))
+                done.append((queued, outcome))
+        await asyncio.gather(*(self._record(queued, info) for queued, info in done))
 
-    async def _record(self, key: Key, covered: Covered) -> None:
+    async def _record(self, queued: _Queued, covered: Covered) -> None:
+        key = queued.key
         kind, ident = key
+        if queued.after is not None:
+            try:
+                await asyncio.shield(queued.after)
+            except BaseException:  # the upload failed (and said so): nothing to record
+                fut = self._waiters.pop(key, None)
+                if fut is not None:
+                    fut.cancel()
+                return
         info = covered.info
         anchored = Anchored(
             info.leaf_index,
@@ -211,11 +240,14 @@ async def wait_signed(
     """For each entry, once committed and covered by a signed checkpoint: where it
     landed, or the error. ("Anchored" means a receipt can be issued: the checkpoint
     covering the entry carries enough validator signatures; they are gathered after the
-    commit.) In-process validators also give the checkpoint and the inclusion proof of
+    commit.) The embedded validators also give the checkpoint and the inclusion proof of
     the entries ``prove`` marks, computed on their loop in the same trip."""
-    if isinstance(ledger, ThreadedChain):  # in-process validators: one trip for the batch
+    if isinstance(ledger, ProcessChain):  # the embedded validators: one trip for the batch
         marks = list(prove) or [False] * len(entry_hashes)
-        return await ledger.wait_signed(entry_hashes, timeout, marks)
+        try:
+            return await ledger.wait_signed(entry_hashes, timeout, marks)
+        except ChainError as e:  # the call itself failed (their process died, say)
+            return [e] * len(entry_hashes)
 
     async def one(entry_hash: bytes) -> Covered:
         info = await ledger.wait_committed(entry_hash, timeout)

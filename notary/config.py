@@ -1,7 +1,7 @@
 """Configuration of the notary service: defaults, a TOML file, then environment variables.
 
 With no file and no variables, the service runs its embedded default: the API on
-127.0.0.1:8080, six folder storage nodes, SQLite and four in-process validators, all
+127.0.0.1:8080, six folder storage nodes, SQLite and four validators in a child process, all
 under ``./var``. Production sets a PostgreSQL URL, S3 nodes and the validators' addresses.
 
 Precedence: built-in defaults < TOML file (``--config`` or ``NOTARY_CONFIG``) <

@@ -1,8 +1,8 @@
 """Assembling the service from its settings, and running it.
 
 The embedded default (no configuration): six folder storage nodes under
-``<data_dir>/nodes``, SQLite at ``<data_dir>/index.sqlite3``, four validators in this
-process (on an event loop of their own: notary/ledger_thread.py) under
+``<data_dir>/nodes``, SQLite at ``<data_dir>/index.sqlite3``, four validators in one
+child process (notary/ledger_process.py) under
 ``<data_dir>/chain`` (keys and trust file created on first start and reused afterwards),
 the API on 127.0.0.1:8080. In production (``chain.mode = remote``) the validators run
 as their own processes (``notary node run``) and the service reaches their client API at
@@ -41,7 +41,7 @@ from notary.http.streams import STREAMS, stream_routes
 from notary.http.verify import TRUST, verify_routes
 from notary.index.db import create_engine, ensure_current
 from notary.index.writer import IndexWriter
-from notary.ledger_thread import ThreadedChain
+from notary.ledger_process import ProcessChain
 from notary.sealed_io import Sealing, load_keyring
 from notary.service import NotaryService
 from notary.streams import StreamService
@@ -113,8 +113,8 @@ class Notary:
 async def connect_ledger(settings: Settings) -> tuple[Ledger, TrustFile, Path]:
     """The ledger: validators in this process, or a client of remote validators."""
     if settings.chain.mode == "embedded":
-        # On a loop of their own: their synchronous disk writes must not stall the API.
-        chain = await ThreadedChain.start(
+        # In a child process: the API's interpreter lock would otherwise pace consensus.
+        chain = await ProcessChain.start(
             settings.data_dir / "chain",
             n=settings.chain.validators,
             chain_id=settings.chain.chain_id,

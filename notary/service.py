@@ -44,7 +44,7 @@ from notary.custody import CustodyProof, format_time, parse_event
 from notary.entry import custody_entry, document_entry
 from notary.index.models import CaseOrder, CaseOrderDocument, CustodyEvent, Document, Share
 from notary.index.writer import IndexWriter
-from notary.ledger_thread import ThreadedChain
+from notary.ledger_process import ProcessChain
 from notary.metadata import UploadMetadata
 from notary.receipt import Receipt
 from notary.sealed_io import Sealing, is_sealed, must_seal
@@ -74,8 +74,11 @@ def _document_entry(salt: bytes, sha256: bytes) -> bytes:
 class Anchorer(Protocol):
     """Takes entries to the ledger; see notary.anchoring."""
 
-    def enqueue(self, doc_id: str, entry: bytes) -> None:
-        """Queue ``entry`` (of document ``doc_id``) for anchoring; returns at once."""
+    def enqueue(
+        self, doc_id: str, entry: bytes, *, after: asyncio.Future[Any] | None = None
+    ) -> None:
+        """Queue ``entry`` (of document ``doc_id``) for anchoring; returns at once. Its
+        commit is recorded only once ``after`` (the row's write) is done."""
         ...
 
     def wait_anchored(self, doc_id: str) -> Awaitable[Anchored]:
@@ -310,22 +313,26 @@ class NotaryService:
                 "entry_hash": leaf_hash(entry).hex(),
             }
 
+        anchoring = None
         try:
             if on_stored is None:
+                # The entry goes to the ledger while the row is written: its commit is
+                # recorded once the row says "anchoring" (see AnchorWorker.enqueue).
                 stored = columns()
-                await self.writer.update(Document, doc_id, stored)
+                recorded = asyncio.ensure_future(self.writer.update(Document, doc_id, stored))
+                anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
+                self.anchorer.enqueue(doc_id, stored["entry"], after=recorded)
+                await recorded
             else:
                 stored = await on_stored(doc_id, manifest, columns)
+                self.anchorer.enqueue(doc_id, stored["entry"])
         except BaseException:
             await self._forget(doc_id)
             with contextlib.suppress(StorageError):  # leftovers are invisible without a row
                 await self.store.delete(manifest)
             raise
-        entry = stored["entry"]
         for column, value in stored.items():
             setattr(row, column, value)
-        anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
-        self.anchorer.enqueue(doc_id, entry)
         return row, anchoring
 
     async def _insert_storing(
@@ -476,8 +483,8 @@ class NotaryService:
         if row.status != "anchored" or row.leaf_index is None or row.entry is None:
             raise errors.NotAnchoredError(f"document {doc_id} is {row.status}, not anchored yet")
         note, proof = None, None
-        if tree_size is None and isinstance(self.ledger, ThreadedChain):
-            # In-process validators: note and proof in one trip to their loop.
+        if tree_size is None and isinstance(self.ledger, ProcessChain):
+            # The embedded validators: note and proof in one round trip.
             note, proof = await self._call_ledger(self.ledger.latest_with_proof(row.leaf_index))
             if note is None:
                 raise errors.ChainUnavailableError("the ledger has no committed checkpoint yet")

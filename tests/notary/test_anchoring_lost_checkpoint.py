@@ -22,7 +22,7 @@ from chain.merkle import verify_inclusion
 from chain.node.inprocess import EmbeddedChain, start_embedded
 from chain.node.results import entry_hash
 from notary.anchoring import wait_signed
-from notary.ledger_thread import Covered, ThreadedChain
+from notary.ledger_process import Covered, ProcessChain
 
 
 async def _commit_then_lose_its_checkpoint(data_dir: Path) -> tuple[bytes, int]:
@@ -41,7 +41,7 @@ async def _commit_then_lose_its_checkpoint(data_dir: Path) -> tuple[bytes, int]:
     return entry_hash(entry), info.tree_size
 
 
-async def _sign_a_later_tree(chain: EmbeddedChain | ThreadedChain) -> int:
+async def _sign_a_later_tree(chain: EmbeddedChain | ProcessChain) -> int:
     later = await chain.submit([b"a later entry" + bytes(32)])
     info = await chain.wait_committed(later.entry_hashes[0], 20)
     await chain.checkpoint(info.tree_size, timeout=20)
@@ -65,9 +65,9 @@ async def test_embedded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> No
         await chain.stop()
 
 
-async def test_threaded_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> None:
+async def test_child_process_ledger_accepts_a_larger_checkpoint(tmp_path: Path) -> None:
     lost, size = await _commit_then_lose_its_checkpoint(tmp_path)
-    chain = await ThreadedChain.start(tmp_path)
+    chain = await ProcessChain.start(tmp_path)
     try:
         later = await _sign_a_later_tree(chain)
         [outcome] = await wait_signed(chain, [lost], timeout=5, prove=[True])

@@ -1,12 +1,14 @@
-"""The service end to end over real sockets: folder storage nodes, in-process validators,
+"""The service end to end over real sockets: folder storage nodes, embedded validators,
 SQLite and PostgreSQL. Every failure is injected for real (folders removed, bytes flipped)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from chain.trust import TrustFile
 from notary.config import Settings, load_settings
 from notary.index.db import create_engine, upgrade
 from notary.index.models import Document
+from notary.ledger_process import ProcessChain
+from notary.receipt import parse_receipt
 from notary.server import Notary, running
 from notary.verify import DocumentDigest, verify_receipt
 from tests.notary.stored import node_keys
@@ -207,6 +211,40 @@ async def test_acknowledged_upload_is_anchored_after_a_restart(
         assert view.status == "anchored" and view.leaf_index is not None
         async with http.get(f"{url}/v1/documents/{body['id']}/receipt") as r:
             assert r.status == 200
+
+
+async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_anchoring(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    await migrate(sqlite_url)
+    settings = settings_for(tmp_path, sqlite_url)
+    async with running(settings) as (notary, url), aiohttp.ClientSession() as http:
+        chain = notary.ledger
+        assert isinstance(chain, ProcessChain)
+        killed = chain.pid
+        assert killed is not None
+        bodies = [b"order book snapshot %d" % i for i in range(20)]
+
+        async def upload(body: bytes) -> dict:  # type: ignore[type-arg]
+            params = {"kind": "broker_log", "wait": "true", "timeout": "60"}
+            async with http.post(f"{url}/v1/documents", params=params, data=body) as r:
+                assert r.status == 201, await r.text()
+                return await r.json()  # type: ignore[no-any-return]
+
+        uploads = [asyncio.ensure_future(upload(b)) for b in bodies]
+        async with asyncio.timeout(30):  # a batch submitted, its commit awaited: kill now
+            while True:
+                if notary.worker._tasks:
+                    break
+                await asyncio.sleep(0.001)
+        os.kill(killed, signal.SIGKILL)
+        answers = await asyncio.gather(*uploads)
+        assert chain.pid not in (None, killed)  # restarted
+        trust = TrustFile.load(notary.trust_path)
+        for body, answer in zip(bodies, answers, strict=True):
+            digest = DocumentDigest(hashlib.sha256(body).digest())
+            verdict = verify_receipt(digest, parse_receipt(json.dumps(answer["receipt"])), trust)
+            assert verdict.valid, verdict
 
 
 def _admin():  # type: ignore[no-untyped-def]
