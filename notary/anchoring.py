@@ -132,7 +132,8 @@ class AnchorWorker:
     ) -> None:
         """Queue a document's entry for anchoring. ``after``: the write that makes the
         row ``anchoring``, if still under way: the commit is recorded once it is done
-        (if it fails, nothing is recorded and the document's waiter is cancelled)."""
+        (if it fails or is cancelled, nothing is recorded and the document's waiter is
+        cancelled)."""
         self._queue.put_nowait(_Queued((DOCUMENT, doc_id), entry, after))
 
     def enqueue_custody(self, event_id: int, entry: bytes) -> None:
@@ -202,10 +203,11 @@ class AnchorWorker:
     async def _record(self, queued: _Queued, covered: Covered) -> None:
         key = queued.key
         kind, ident = key
-        if queued.after is not None:
-            try:
-                await asyncio.shield(queued.after)
-            except BaseException:  # the upload failed (and said so): nothing to record
+        after = queued.after
+        if after is not None:
+            await asyncio.wait([after])  # however it ends
+            if after.cancelled() or after.exception() is not None:
+                # The upload failed (and said so): nothing to record.
                 fut = self._waiters.pop(key, None)
                 if fut is not None:
                     fut.cancel()

@@ -235,8 +235,10 @@ class Sealing:
         *,
         doc_id: str,
         expected_sha256: str | None,
+        new_id: bool = False,
     ) -> tuple[Manifest, int, str]:
         """Seal ``body`` into ``store``: (manifest, plaintext size, plaintext SHA-256 hex).
+        ``new_id``: as for ``DocumentStore.put`` (``doc_id`` was just drawn at random).
 
         DigestMismatchError (after storage removed everything) if ``expected_sha256``
         is not the plaintext's; SealingKeyUnavailableError if no key is configured.
@@ -252,6 +254,7 @@ class Sealing:
             seal_stream(digest.through(body), sealer, offload=run_cpu),
             doc_id=doc_id,
             encryption=encryption,
+            new_id=new_id,
         )
         return manifest, digest.size, digest.hexdigest()
 

@@ -286,51 +286,69 @@ class NotaryService:
         doc_id = self._random(16).hex()
         salt = self._random(32)
         row, inserted = await self._insert_storing(who, meta, doc_id, salt)
-        try:
-            # A first version's row is written while the body streams in (it cannot be
-            # refused); both must be durable before the upload moves on to anchoring.
-            manifest, size, sha256 = await self._store(doc_id, meta, body)
-        except BaseException:
-            await asyncio.gather(inserted, return_exceptions=True)
-            await self._forget(doc_id)
-            raise
-        try:
-            await inserted
-        except BaseException:
-            with contextlib.suppress(StorageError):  # invisible without a row
-                await self.store.delete(manifest)
-            raise
-        manifest_json = json.dumps(to_dict(manifest), separators=(",", ":"))
+        # The entry of a plain document goes to the ledger as soon as its digest is known,
+        # while fragments and rows are still being written; the anchorer records its
+        # commit only once ``recorded`` (the row says "anchoring") is done, and nothing
+        # if it is cancelled (the upload failed). See AnchorWorker.enqueue.
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        anchoring: Awaitable[Anchored] | None = None
+        queued: bytes | None = None
 
-        def columns() -> dict[str, Any]:
-            entry = entry_for(salt, bytes.fromhex(sha256))
-            return {
-                "status": "anchoring",
-                "size": size,
-                "sha256": sha256,
-                "manifest": manifest_json,
-                "entry": entry,
-                "entry_hash": leaf_hash(entry).hex(),
-            }
+        def digest_known(sha256: str) -> None:
+            nonlocal anchoring, queued
+            queued = entry_for(salt, bytes.fromhex(sha256))
+            anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
+            self.anchorer.enqueue(doc_id, queued, after=recorded)
 
-        anchoring = None
+        early = on_stored is None and not must_seal(meta)
         try:
-            if on_stored is None:
-                # The entry goes to the ledger while the row is written: its commit is
-                # recorded once the row says "anchoring" (see AnchorWorker.enqueue).
-                stored = columns()
-                recorded = asyncio.ensure_future(self.writer.update(Document, doc_id, stored))
-                anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
-                self.anchorer.enqueue(doc_id, stored["entry"], after=recorded)
-                await recorded
-            else:
-                stored = await on_stored(doc_id, manifest, columns)
-                self.anchorer.enqueue(doc_id, stored["entry"])
-        except BaseException:
-            await self._forget(doc_id)
-            with contextlib.suppress(StorageError):  # leftovers are invisible without a row
-                await self.store.delete(manifest)
-            raise
+            try:
+                # A first version's row is written while the body streams in (it cannot
+                # be refused); both must be durable before the upload moves on.
+                manifest, size, sha256 = await self._store(
+                    doc_id, meta, body, digest_known if early else None
+                )
+            except BaseException:
+                await asyncio.gather(inserted, return_exceptions=True)
+                await self._forget(doc_id)
+                raise
+            try:
+                await inserted
+            except BaseException:
+                with contextlib.suppress(StorageError):  # invisible without a row
+                    await self.store.delete(manifest)
+                raise
+            manifest_json = json.dumps(to_dict(manifest), separators=(",", ":"))
+
+            def columns() -> dict[str, Any]:
+                entry = queued if queued is not None else entry_for(salt, bytes.fromhex(sha256))
+                return {
+                    "status": "anchoring",
+                    "size": size,
+                    "sha256": sha256,
+                    "manifest": manifest_json,
+                    "entry": entry,
+                    "entry_hash": leaf_hash(entry).hex(),
+                }
+
+            try:
+                if on_stored is None:
+                    stored = columns()
+                    if queued is None:  # sealed: the plaintext's digest came with the manifest
+                        anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
+                        self.anchorer.enqueue(doc_id, stored["entry"], after=recorded)
+                    await self.writer.update(Document, doc_id, stored)
+                    recorded.set_result(None)
+                else:
+                    stored = await on_stored(doc_id, manifest, columns)
+                    self.anchorer.enqueue(doc_id, stored["entry"])
+            except BaseException:
+                await self._forget(doc_id)
+                with contextlib.suppress(StorageError):  # leftovers are invisible without a row
+                    await self.store.delete(manifest)
+                raise
+        finally:
+            recorded.cancel()  # unless set: the entry, if queued, is not recorded
         for column, value in stored.items():
             setattr(row, column, value)
         return row, anchoring
@@ -382,9 +400,14 @@ class NotaryService:
         return Document(**columns), done
 
     async def _store(
-        self, doc_id: str, meta: UploadMetadata, body: AsyncIterable[bytes]
+        self,
+        doc_id: str,
+        meta: UploadMetadata,
+        body: AsyncIterable[bytes],
+        on_digest: Callable[[str], None] | None,
     ) -> tuple[Manifest, int, str]:
-        """The stored manifest and the plaintext's size and SHA-256 (sealed if it must be)."""
+        """The stored manifest and the plaintext's size and SHA-256 (sealed if it must
+        be). ``on_digest``: see ``DocumentStore.put`` (documents stored as they are)."""
         try:
             if must_seal(meta):
                 return await self.sealing.put(
@@ -392,11 +415,14 @@ class NotaryService:
                     limit_body(body, self.max_upload_bytes),
                     doc_id=doc_id,
                     expected_sha256=meta.sha256,
+                    new_id=True,
                 )
             manifest = await self.store.put(
                 limit_body(body, self.max_upload_bytes),
                 doc_id=doc_id,
                 expected_sha256=meta.sha256,
+                new_id=True,  # drawn at random just now (128 bits): nothing to look up
+                on_digest=on_digest,
             )
             return manifest, manifest.size, manifest.sha256
         except StorageDigestMismatch as e:

@@ -113,3 +113,27 @@ async def test_updates_with_different_columns_in_one_batch(
     assert (rows[f"{1:032x}"].status, rows[f"{1:032x}"].leaf_index) == ("anchored", 5)
     assert rows[f"{1:032x}"].size is None
     assert (rows[f"{2:032x}"].status, rows[f"{2:032x}"].size) == ("anchoring", 3)
+
+
+async def test_on_sqlite_a_transaction_is_one_trip_and_reads_back_as_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    writer = IndexWriter(sessions)
+    if sessions.kw["bind"].dialect.name != "sqlite":
+        assert writer._one_trip is None  # PostgreSQL: the async engine as it is
+        return
+    assert writer._one_trip is not None
+    created = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    salt = os.urandom(32)
+    await writer.insert(Document, _row("d1", created_at=created, salt=salt))
+    await writer.update(Document, "d1", {"status": "anchored", "leaf_index": 7})
+    with pytest.raises(IntegrityError):  # rolled back on the connection's thread
+        await writer.insert(Document, _row("d1"))
+    async with sessions() as s:
+        row = await s.get(Document, "d1")
+    assert row is not None
+    assert (row.status, row.leaf_index, row.salt) == ("anchored", 7, salt)
+    assert row.created_at.replace(tzinfo=UTC) == created  # SQLAlchemy's own date format
+    # The connection is usable by everything else afterwards.
+    await writer.insert(Document, _row("d2"))
+    assert await _statuses(sessions) == {"d1": "anchored", "d2": "storing"}
