@@ -8,8 +8,7 @@ backend that leaks a foreign exception still yields a storage NodeError.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from operator import methodcaller
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TypeVar
 
 from storage.errors import ConfigError, NodeError, NodeIOError, NodeUnavailableError, StorageError
@@ -83,47 +82,65 @@ class NodePool:
         error (as ``put`` would raise it). Cancellation-safe: if the
         caller is cancelled, the writes already started are waited for first, so a cleanup
         that follows never races a write still landing on a node."""
-        return await self._call_all([(n, k, methodcaller("put", k, d)) for n, k, d in writes])
+        calls: list[tuple[str, str, asyncio.Future[None] | BaseException]] = []
+        for name, key, data in writes:
+            try:
+                node = self.node(name)
+                # A node that can queue the write at once hands back its future: no task
+                # (and no coroutine) per write.
+                put_soon = getattr(node, "put_soon", None)
+                started = None if put_soon is None else put_soon(key, data)
+                if started is None:
+                    started = asyncio.ensure_future(node.put(key, data))
+            except Exception as e:
+                calls.append((name, key, _as_node_error(name, key, e)))
+            else:
+                calls.append((name, key, started))
+        return await self._settle(calls)
 
     async def stat_all(
         self, names: Sequence[str], key: str
     ) -> list[BlobStat | BaseException | None]:
         """Stat ``key`` on each named node concurrently: each result or error."""
-        return await self._call_all([(n, key, methodcaller("stat", key)) for n in names])
-
-    async def _call_all(
-        self, calls: Sequence[tuple[str, str, Callable[[StorageNode], Awaitable[_T]]]]
-    ) -> list[_T | BaseException]:
-        """Node calls run concurrently under one shared timeout (one timer for the lot,
-        not one per call: a small document makes 18 node calls): each result, or the
-        error ``_call`` would raise for it."""
-
-        async def run(name: str, key: str, op: Callable[[StorageNode], Awaitable[_T]]) -> _T:
+        calls: list[tuple[str, str, asyncio.Future[BlobStat | None] | BaseException]] = []
+        for name in names:
             try:
-                return await op(self.node(name))
-            except StorageError:
-                raise
-            except Exception as e:  # a backend bug must not escape as a foreign error
-                raise NodeIOError(name, key, f"unexpected {type(e).__name__}: {e}") from e
+                calls.append((name, key, asyncio.ensure_future(self.node(name).stat(key))))
+            except Exception as e:
+                calls.append((name, key, _as_node_error(name, key, e)))
+        return await self._settle(calls)
 
-        tasks = [asyncio.ensure_future(run(*call)) for call in calls]
-        if not tasks:
-            return []
-        try:
-            _, late = await asyncio.wait(tasks, timeout=self.timeout)
-        except asyncio.CancelledError:
-            await asyncio.wait(tasks)
-            raise
-        if late:
-            for t in late:
-                t.cancel()
-            await asyncio.wait(late)
-        return [
-            NodeUnavailableError(name, key, f"timed out after {self.timeout:g} s")
-            if t in late
-            else _outcome(t)
-            for (name, key, _), t in zip(calls, tasks, strict=True)
-        ]
+    async def _settle(
+        self, calls: Sequence[tuple[str, str, asyncio.Future[_T] | BaseException]]
+    ) -> list[_T | BaseException]:
+        """Wait for node calls already started (each a future, or the error it failed
+        with at once) under one shared timeout (one timer for the lot, not one per call:
+        a small document makes 12 node calls): each result, or the error ``_call`` would
+        raise for it. Futures still running at the timeout are cancelled."""
+        started = [f for _, _, f in calls if isinstance(f, asyncio.Future)]
+        late: set[asyncio.Future[_T]] = set()
+        if started:
+            try:
+                _, late = await asyncio.wait(started, timeout=self.timeout)
+            except asyncio.CancelledError:
+                await asyncio.wait(started)
+                raise
+            if late:
+                for f in late:
+                    f.cancel()
+                await asyncio.wait(late)
+        results: list[_T | BaseException] = []
+        for name, key, call in calls:
+            if not isinstance(call, asyncio.Future):
+                results.append(call)
+            elif call in late:
+                results.append(
+                    NodeUnavailableError(name, key, f"timed out after {self.timeout:g} s")
+                )
+            else:
+                outcome: _T | BaseException = _outcome(name, key, call)
+                results.append(outcome)
+        return results
 
     async def delete(self, name: str, key: str) -> None:
         """Delete one blob on node ``name``."""
@@ -175,8 +192,20 @@ class NodePool:
         await asyncio.gather(*(n.close() for n in self._nodes.values()), return_exceptions=True)
 
 
-def _outcome(task: asyncio.Task[_T]) -> _T | BaseException:
-    if task.cancelled():
+def _as_node_error(name: str, key: str, error: Exception) -> Exception:
+    """A storage error as it is; anything else (a backend bug) as a NodeIOError, so that
+    no foreign error escapes the pool."""
+    if isinstance(error, StorageError):
+        return error
+    wrapped = NodeIOError(name, key, f"unexpected {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _outcome(name: str, key: str, done: asyncio.Future[_T]) -> _T | BaseException:
+    if done.cancelled():
         return asyncio.CancelledError()
-    error = task.exception()
-    return error if error is not None else task.result()
+    error = done.exception()
+    if error is None:
+        return done.result()
+    return _as_node_error(name, key, error) if isinstance(error, Exception) else error

@@ -17,11 +17,17 @@ from typing import Protocol, runtime_checkable
 from storage.errors import InvalidKeyError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+# The whole rule in one pattern (segments that are not "." or "..", joined by "/"): one
+# match per key, as every node call checks its key (the loop below only says what is wrong).
+_KEY_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9._-]+"
+_KEY = re.compile(rf"{_KEY_SEGMENT}(?:/{_KEY_SEGMENT})*")
 MAX_KEY_LENGTH = 512
 
 
 def validate_key(key: str) -> str:
     """Return ``key`` unchanged if it is a safe blob key, else raise InvalidKeyError."""
+    if len(key) <= MAX_KEY_LENGTH and _KEY.fullmatch(key):
+        return key
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidKeyError(key, f"must be 1..{MAX_KEY_LENGTH} characters")
     for part in key.split("/"):
@@ -29,7 +35,7 @@ def validate_key(key: str) -> str:
             raise InvalidKeyError(key, "empty, '.' or '..' path segment")
         if not _SEGMENT.fullmatch(part):
             raise InvalidKeyError(key, "only [A-Za-z0-9._-] and '/' are allowed")
-    return key
+    raise AssertionError(f"_KEY refused {key!r}, which the segment rules allow")
 
 
 def validate_prefix(prefix: str) -> str:

@@ -46,7 +46,8 @@ from storage.errors import (
 )
 from storage.nodes.base import BlobStat, validate_key, validate_prefix
 from storage.nodes.pack import FOLDER as PACK_FOLDER
-from storage.nodes.pack import CorruptBlobError, FolderChangedError, Location, PackLog
+from storage.nodes.pack import PUT as PACK_PUT
+from storage.nodes.pack import CorruptBlobError, FolderChangedError, Location, PackLog, Write
 
 _TEMP_MARK = "#"
 # Blobs below this size are made durable by their filesystem's group commit (no fsync of
@@ -319,8 +320,23 @@ class LocalFolderNode:
 
     def _open_pack(self) -> PackLog:
         self._file_tops = {n for n in os.listdir(self._root) if n != PACK_FOLDER}  # noqa: PTH208
-        self._pack = PackLog(self._root, _IO)
+        self._pack = PackLog(self._root, _IO, self._pack_failed)
         return self._pack
+
+    def _pack_failed(self, write: Write, error: OSError) -> None:
+        """Answer a packed write whose group failed: a folder replaced by another (a new
+        disk) takes the put in its own pack log; anything else is the node's error."""
+        try:
+            if isinstance(error, FolderChangedError) and write.op == PACK_PUT:
+                self._live_pack(write.key).resubmit(write)
+                return
+            self._check_root(write.key)
+            if error.errno == errno.ENOENT:  # the folder vanished: a failed write, not a miss
+                raise NodeIOError(self._name, write.key, "folder disappeared during write")
+            raise map_os_error(self._name, write.key, error)
+        except NodeError as e:
+            e.__cause__ = error
+            write.done.set_exception(e)
 
     def blob_location(self, key: str) -> tuple[Path, int, int] | None:
         """(pack file, offset, size) of a packed blob, or None if ``key`` is not packed
@@ -345,18 +361,27 @@ class LocalFolderNode:
         """The folder holding the blobs, resolved (a str, for os calls)."""
         return self._root
 
+    def put_soon(self, key: str, data: bytes) -> asyncio.Future[None] | None:
+        """Start a packed put without a coroutine of its own: the future of its group
+        commit (failing with the error ``put`` would raise), or None if the blob is not
+        for a pack (then call ``put``). Raises at once what ``put`` would raise before
+        any I/O (an invalid key, a missing folder)."""
+        if not self._packed or len(data) >= SMALL_BLOB:
+            return None
+        validate_key(key)  # no path: a packed blob is never a file
+        # The writer thread checks the folder before each group (see PackLog), and
+        # _pack_failed moves a put that finds a new folder (disk) to its pack log.
+        return (self._pack or self._live_pack(key)).submit(PACK_PUT, key, data)
+
     async def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` atomically (temp file, rename) and durably
         (group-committed syncfs for small blobs; fsync of file and folder for large ones)."""
+        packed = self.put_soon(key, data)
+        if packed is not None:
+            await packed
+            return
         path = self._path(key)
         try:
-            if self._packed and len(data) < SMALL_BLOB:
-                # The writer thread checks the folder before each group (see PackLog).
-                try:
-                    await (self._pack or self._live_pack(key)).put(key, data)
-                except FolderChangedError:  # a new folder (disk): its own pack log
-                    await self._live_pack(key).put(key, data)
-                return
             if len(data) < SMALL_BLOB and _SYNCFS is not None and self._device is not None:
                 # A missing root fails the write (the folders below it cannot be made)
                 # and is reported below: no check of it first on the loop.

@@ -41,7 +41,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import NamedTuple
 
@@ -135,11 +135,18 @@ def _next_record(data: bytes | memoryview, start: int) -> int | None:
     return None
 
 
-class _Write(NamedTuple):
+class Write(NamedTuple):
+    """One queued record and the future answered once it is durable (or failed)."""
+
     op: int
     key: str
     data: bytes
     done: asyncio.Future[None]
+
+
+def fail_with_copy(write: Write, error: OSError) -> None:
+    """The default answer to a write whose group failed: a copy of the group's error."""
+    write.done.set_exception(type(error)(error.errno, error.strerror))
 
 
 class PackLog:
@@ -148,12 +155,21 @@ class PackLog:
     One event loop at a time; the index changes only on it, after the bytes are durable.
     """
 
-    def __init__(self, root: str, executor: Executor) -> None:
+    def __init__(
+        self,
+        root: str,
+        executor: Executor,
+        failed: Callable[[Write, OSError], None] = fail_with_copy,
+    ) -> None:
         """Open (creating if needed) the packs under ``root`` and index them. Blocking:
-        reads every pack once. Raises OSError (e.g. the root is gone)."""
+        reads every pack once. Raises OSError (e.g. the root is gone).
+
+        ``failed(write, error)`` answers each write of a group that could not be made
+        durable (it must settle ``write.done``, or hand the write to ``resubmit``)."""
         self._root = root
         self._folder = os.path.join(root, FOLDER)
         self._executor = executor
+        self._failed = failed
         st = os.stat(root)
         self.identity = (st.st_dev, st.st_ino)
         if not os.path.isdir(self._folder):
@@ -164,7 +180,7 @@ class PackLog:
         # to the full collections of a long-running service.
         self._index: dict[str, tuple[int, int, int, int]] = {}
         self._fds: dict[int, int] = {}
-        self._queue: list[_Write] = []
+        self._queue: list[Write] = []
         self._drainer: asyncio.Task[None] | None = None
         self.groups = 0  # groups made durable (for tests and benchmarks)
         numbers = sorted(
@@ -242,19 +258,27 @@ class PackLog:
 
     async def put(self, key: str, data: bytes) -> None:
         """Append the blob; return once it is durable (OSError if it is not)."""
-        await self._append(PUT, key, data)
+        await self.submit(PUT, key, data)
 
     async def delete(self, key: str) -> None:
-        """Append a tombstone for ``key`` (if it is packed); durable on return."""
-        if key in self._index:
-            await self._append(DELETE, key, b"")
+        """Append a tombstone for ``key`` if it is packed or may be about to be (a write
+        of it queued or in flight: the tombstone lands after it); durable on return."""
+        if key in self._index or self._drainer is not None:
+            await self.submit(DELETE, key, b"")
 
-    async def _append(self, op: int, key: str, data: bytes) -> None:
+    def submit(self, op: int, key: str, data: bytes) -> asyncio.Future[None]:
+        """Queue a record (``key``: ASCII, see validate_key) without waiting: the future
+        answered once it is durable (the ``failed`` hook's answer if it is not).
+        Cancelling the future does not withdraw a record already queued."""
         done = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(op, key, data, done))
+        self.resubmit(Write(op, key, data, done))
+        return done
+
+    def resubmit(self, write: Write) -> None:
+        """Queue a write whose future is still pending (e.g. one failed in another log)."""
+        self._queue.append(write)
         if self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain())
-        await done
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,7 +297,7 @@ class PackLog:
                 except OSError as e:
                     for w in group:
                         if not w.done.done():
-                            w.done.set_exception(type(e)(e.errno, e.strerror))
+                            self._failed(w, e)
                     continue
                 self.groups += 1
                 pos = start

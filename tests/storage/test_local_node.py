@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.errors import (
     BlobNotFoundError,
@@ -23,6 +25,7 @@ from storage.errors import (
     NodeUnavailableError,
 )
 from storage.nodes import LocalFolderNode, StorageNode
+from storage.nodes.base import validate_key
 from storage.nodes.local import map_os_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,11 +74,36 @@ async def test_empty_blob(tmp_path: Path) -> None:
     ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "", "a\\b", "a b", "é", "x" * 513],
 )
 async def test_invalid_keys_are_refused_before_any_io(tmp_path: Path, key: str) -> None:
-    node = LocalFolderNode("n1", tmp_path / "n1")
-    for op in (node.put(key, b"x"), node.get(key), node.stat(key), node.delete(key)):
-        with pytest.raises(InvalidKeyError):
-            await op
-    assert os.listdir(tmp_path) == ["n1"]
+    for pack in (False, True):
+        node = LocalFolderNode("n1", tmp_path / "n1", pack=pack)
+        for op in (node.put(key, b"x"), node.get(key), node.stat(key), node.delete(key)):
+            with pytest.raises(InvalidKeyError):
+                await op
+        assert os.listdir(tmp_path) == ["n1"]
+        assert [p for p in (tmp_path / "n1").rglob("*") if p.is_file() and p.stat().st_size] == []
+
+
+def _is_key(key: str) -> bool:
+    """The key rule, naively (validate_key checks it with one regular expression)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    parts = key.split("/")
+    return 1 <= len(key) <= 512 and all(
+        p not in ("", ".", "..") and set(p) <= allowed for p in parts
+    )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(alphabet="a./-_Z9 \\\né\x00", max_size=12)
+    | st.text(alphabet="ab./", min_size=505, max_size=520)
+)
+def test_validate_key_is_the_key_rule(key: str) -> None:
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        assert not _is_key(key)
+    else:
+        assert _is_key(key)
 
 
 async def test_symlink_planted_in_the_folder_cannot_escape(tmp_path: Path) -> None:

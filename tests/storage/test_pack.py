@@ -10,11 +10,12 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from storage import DocumentStore
+from storage import DocumentStore, WriteFailedError
 from storage.errors import BlobNotFoundError, NodeIOError, NodeUnavailableError
 from storage.nodes import LocalFolderNode
 from storage.nodes import pack as packmod
@@ -229,6 +230,41 @@ async def test_a_full_pack_rolls_over_to_the_next(
     reopened = packed(root)
     for i in range(10):
         assert await reopened.get(f"k{i}") == bytes([i]) * 3000
+
+
+async def test_a_put_timed_out_on_a_hung_pack_leaves_nothing_once_the_disk_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One node's disk hangs in fdatasync: the put fails after node_timeout, its cleanup
+    # times out on that node too, and once the disk answers, the records of the failed
+    # put that land late are deleted by the tombstones queued behind them.
+    nodes = [LocalFolderNode(f"n{i}", tmp_path / f"n{i}", pack=True) for i in range(6)]
+    hung = nodes[0]
+    release = threading.Event()
+    real = os.fdatasync
+
+    def stuck(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{hung.root}/"):
+            release.wait(60)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", stuck)
+    store = DocumentStore(nodes, node_timeout=0.5, segment_size=4096)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(WriteFailedError) as info:
+            await store.put(b"x" * 100, new_id=True)
+        assert loop.time() - started < 10
+        assert "n0" in str(info.value) and "timed out" in str(info.value)
+    finally:
+        release.set()
+    await hung.delete("probe")  # queued behind every record of the failed put
+    for node in nodes:
+        assert await keys(node) == []
+    assert [m async for m in DocumentStore(nodes, segment_size=4096).recover_manifests()] == []
+    await store.close()
+    assert await keys(packed(hung.root)) == []  # and so it stays after a reopen
 
 
 def test_scan_skips_garbage_between_records_and_reports_the_torn_tail() -> None:
