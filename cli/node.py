@@ -15,6 +15,7 @@ import click
 from chain.errors import ChainError
 from chain.node.client import LedgerClient
 from chain.node.config import NodeConfig, load_config, render_config
+from chain.node.eventloop import run as run_loop
 from chain.node.process import serve
 
 
@@ -39,7 +40,7 @@ def run(config_path: Path, log_level: str) -> None:
     )
     try:
         config = load_config(config_path)
-        asyncio.run(serve(config))
+        run_loop(serve(config))
     except ChainError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:  # e.g. the port is taken

@@ -32,6 +32,7 @@ def _settings(config_path: Path | None) -> Settings:
 @_CONFIG
 def serve(config_path: Path | None) -> None:
     """Run the notary service (embedded default: API on 127.0.0.1:8080, data under ./var)."""
+    from chain.node.eventloop import run as run_loop
     from notary.server import serve as run_server
 
     settings = _settings(config_path)
@@ -41,7 +42,7 @@ def serve(config_path: Path | None) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_server(settings, lambda line: click.echo(line, err=True)))
+            run_loop(run_server(settings, lambda line: click.echo(line, err=True)))
     except NotaryError as e:
         raise click.ClickException(e.detail) from None
     except OSError as e:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from chain.checkpoint import parse_checkpoint
 from chain.errors import ChainError
+from chain.node.eventloop import run as run_loop
 from chain.node.inprocess import EmbeddedChain, start_embedded
 from chain.node.results import CommitInfo, ConsistencyProof, InclusionProof, SubmitResult
 from chain.note import parse_note
@@ -487,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="validators: %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when we stop
     sock = socket.socket(fileno=args.fd)
-    asyncio.run(_serve(sock, args.data_dir, args.validators, args.chain_id))
+    run_loop(_serve(sock, args.data_dir, args.validators, args.chain_id))
 
 
 if __name__ == "__main__":

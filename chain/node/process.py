@@ -31,6 +31,7 @@ from chain.log import MerkleLog
 from chain.node.clock import AsyncioClock
 from chain.node.config import ConfigError, NodeConfig, load_config
 from chain.node.deferred_ledger import DeferredLedger
+from chain.node.eventloop import run as run_loop
 from chain.node.peer_transport import HttpTransport
 from chain.node.server import make_app
 from chain.node.service import LedgerService
@@ -288,4 +289,4 @@ async def serve(config: NodeConfig) -> None:
 
 def run(config_path: Path) -> None:
     """Load the config at ``config_path`` and run the node (blocks until stopped)."""
-    asyncio.run(serve(load_config(config_path)))
+    run_loop(serve(load_config(config_path)))
