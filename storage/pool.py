@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from storage.errors import ConfigError, NodeError, NodeIOError, NodeUnavailableError, StorageError
 from storage.nodes.base import BlobStat, StorageNode
@@ -121,10 +121,11 @@ class NodePool:
         late: set[asyncio.Future[_T]] = set()
         if started:
             try:
-                _, late = await asyncio.wait(started, timeout=self.timeout)
+                await _wait_all(started, self.timeout)
             except asyncio.CancelledError:
                 await asyncio.wait(started)
                 raise
+            late = {f for f in started if not f.done()}
             if late:
                 for f in late:
                     f.cancel()
@@ -190,6 +191,39 @@ class NodePool:
     async def close(self) -> None:
         """Close every node."""
         await asyncio.gather(*(n.close() for n in self._nodes.values()), return_exceptions=True)
+
+
+async def _wait_all(futures: Sequence[asyncio.Future[Any]], timeout: float) -> None:
+    """Return once every future is done or ``timeout`` seconds have passed: asyncio.wait
+    without its sets and per-call checks (one callback per future, one timer)."""
+    pending = [f for f in futures if not f.done()]
+    if not pending:
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(pending)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not waiter.done():
+            waiter.set_result(None)
+
+    for f in pending:
+        f.add_done_callback(one_done)
+    timer = loop.call_later(timeout, _release, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if left:
+            for f in pending:
+                f.remove_done_callback(one_done)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _as_node_error(name: str, key: str, error: Exception) -> Exception:

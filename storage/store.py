@@ -134,6 +134,9 @@ class DocumentStore:
         self._codecs: dict[tuple[str, int, int], SegmentCodec] = {
             (self._codec.ec_type, k, m): self._codec
         }
+        self._codec_info = CodecInfo(ec_type=self._codec.ec_type, k=k, m=m)
+        self._created_second: float | None = None  # of the last ``created`` text made
+        self._created_text = ""
 
     @property
     def k(self) -> int:
@@ -167,6 +170,16 @@ class DocumentStore:
 
     def _new_doc_id(self) -> str:
         return self._random_bytes(16).hex()
+
+    def _created(self) -> str:
+        """The clock's time as a manifest's ``created`` (made once per second: strftime
+        costs more than the rest of a small put's manifest)."""
+        now = self._clock()
+        second = now.timestamp() // 1
+        if second != self._created_second:
+            self._created_text = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._created_second = second
+        return self._created_text
 
     # ------------------------------------------------------------------ put
 
@@ -289,10 +302,10 @@ class DocumentStore:
                 doc_id=doc_id,
                 size=size,
                 sha256=calculated,
-                codec=CodecInfo(ec_type=codec.ec_type, k=codec.k, m=codec.m),
+                codec=self._codec_info,
                 segment_size=self.segment_size,
                 segments=tuple(segments),
-                created=self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                created=self._created(),
                 encryption=encryption() if callable(encryption) else encryption,
             )
             # One round for a one-segment document: its fragments and manifest copies are

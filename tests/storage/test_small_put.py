@@ -245,3 +245,24 @@ async def test_a_failed_one_round_put_leaves_nothing(cluster: Cluster, tmp_path:
     for node in packed.pool.names:
         if node != "node2":
             assert [k async for k in packed.pool.node(node).list("")] == []
+
+
+async def test_created_is_the_clock_in_utc_for_every_put(cluster: Cluster) -> None:
+    # ``created`` is made once per second of the clock; any other time gets its own.
+    from datetime import UTC, datetime, timedelta, timezone
+
+    plus2 = timezone(timedelta(hours=2))
+    times = [
+        datetime(2026, 1, 2, 3, 4, 5, 100, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC),
+        datetime(2026, 1, 2, 5, 4, 5, 500, tzinfo=plus2),  # the same second, elsewhere
+        datetime(2026, 1, 2, 5, 4, 6, tzinfo=plus2),
+        datetime(2025, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),  # before the epoch
+        datetime(1970, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
+    ]
+    ticks = iter(times)
+    store = cluster.store(clock=lambda: next(ticks))
+    created = [(await store.put(b"x", new_id=True)).created for _ in times]
+    assert created == [t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for t in times]
+    assert created[2] == "2026-01-02T03:04:05Z" and created[3] == "2026-01-02T03:04:06Z"
