@@ -59,6 +59,11 @@ class StorageNode(Protocol):
 
     ``name`` is unique in a pool and stable for the node's life (manifests name
     it); ``zone`` is its failure domain (placement spreads fragments across zones).
+
+    A node may also offer ``put_soon(key, data) -> asyncio.Future[None] | None``: the
+    write queued at once, its future answered as ``put`` would return or raise (None:
+    not for this write, call ``put``). NodePool.put_all then waits on that future instead
+    of running a task per write (LocalFolderNode: packed blobs).
     """
 
     @property
