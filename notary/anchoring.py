@@ -8,7 +8,11 @@ batch then gets a watcher that waits for the commit of each entry and for the si
 checkpoint covering it, records leaf index and block height in the index (through the
 group-committing :class:`~notary.index.writer.IndexWriter`: the records of every entry
 committed together share one transaction), and wakes whoever waits for that document with
-the :class:`Anchored` facts.
+the :class:`Anchored` facts. The waiter is woken as soon as the entry is signed, before
+that record commits (an upload with ``wait=true`` answers one index commit sooner: the
+receipt is the proof, the record only a cache of it, and it is resubmitted and written
+again after a crash); meanwhile :meth:`AnchorWorker.anchored` gives the facts to readers
+of this process, so what an upload answered is what a read says right after.
 
 Two kinds of record are anchored, each a row with a ``status`` column: a document
 (``documents``, keyed by its id) and a custody event (``custody_events``, keyed by its
@@ -101,6 +105,7 @@ class AnchorWorker:
         self._clock = clock
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._waiters: dict[Key, asyncio.Future[Anchored]] = {}
+        self._unrecorded: dict[Key, Anchored] = {}  # waiters told, index write under way
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -141,11 +146,13 @@ class AnchorWorker:
         self._queue.put_nowait(_Queued((CUSTODY, str(event_id)), entry))
 
     def wait_anchored(self, doc_id: str) -> asyncio.Future[Anchored]:
-        """A future resolved when the document's entry is committed and recorded."""
+        """A future resolved when the document's entry is committed and signed and its row
+        durably says ``anchoring`` (the row says ``anchored`` one index commit later; see
+        :meth:`anchored`)."""
         return self._waiter((DOCUMENT, doc_id))
 
     def wait_custody(self, event_id: int) -> asyncio.Future[Anchored]:
-        """A future resolved when the custody event's entry is committed and recorded."""
+        """A future resolved when the custody event's entry is committed and signed."""
         return self._waiter((CUSTODY, str(event_id)))
 
     def _waiter(self, key: Key) -> asyncio.Future[Anchored]:
@@ -227,13 +234,30 @@ class AnchorWorker:
             "block_height": anchored.block_height,
             "anchored_at": anchored.anchored_at,
         }
-        if kind == CUSTODY:
-            await self._writer.update(CustodyEvent, int(ident), values)
-        else:
-            await self._writer.update(Document, ident, values)
+        # The entry is committed and signed, and the row durably says "anchoring": the
+        # waiter may answer now. Were this write lost, the row would be resubmitted and
+        # recorded at the next start; until it commits, anchored() tells readers.
+        self._unrecorded[key] = anchored
         fut = self._waiters.pop(key, None)
         if fut is not None and not fut.done():
             fut.set_result(anchored)
+        try:
+            if kind == CUSTODY:
+                await self._writer.update(CustodyEvent, int(ident), values)
+            else:
+                await self._writer.update(Document, ident, values)
+        except Exception as e:  # the index is unreachable: submit again (idempotent), later
+            log.warning("recording the commit of %s %s failed: %s; resubmitting", *key, e)
+            await asyncio.sleep(self._retry_delay)
+            self._queue.put_nowait(queued)
+        finally:
+            self._unrecorded.pop(key, None)
+
+    def anchored(self, doc_id: str) -> Anchored | None:
+        """Where the document's entry landed if its commit is being recorded right now
+        (the waiter has been told; the row still says ``anchoring`` until that write
+        commits), else None."""
+        return self._unrecorded.get((DOCUMENT, doc_id))
 
 
 async def wait_signed(

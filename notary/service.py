@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -82,7 +83,12 @@ class Anchorer(Protocol):
         ...
 
     def wait_anchored(self, doc_id: str) -> Awaitable[Anchored]:
-        """Resolves once the document's entry is committed and its row says so."""
+        """Resolves once the document's entry is committed and signed and its row durably
+        says ``anchoring`` (``anchored`` tells where it landed until the row says so)."""
+        ...
+
+    def anchored(self, doc_id: str) -> Anchored | None:
+        """Where the document's entry landed while that is being recorded, else None."""
         ...
 
     def enqueue_custody(self, event_id: int, entry: bytes) -> None:
@@ -462,7 +468,7 @@ class NotaryService:
     async def get(self, who: Principal, doc_id: str) -> DocumentView:
         """The document's metadata and status; DocumentNotFoundError if not visible."""
         async with self.sessions() as s:
-            return _view((await self._visible(s, who, doc_id))[0])
+            return _view(self._settled((await self._visible(s, who, doc_id))[0]))
 
     async def versions(self, who: Principal, doc_id: str) -> list[DocumentView]:
         """Every version of the document's chain the caller may see, oldest first."""
@@ -475,7 +481,7 @@ class NotaryService:
                     .order_by(Document.version)
                 )
             ).scalars()
-            return [_view(r) for r in rows if (await rights(s, who, r)).metadata]
+            return [_view(self._settled(r)) for r in rows if (await rights(s, who, r)).metadata]
 
     async def wait_anchored(self, who: Principal, doc_id: str, timeout: float) -> DocumentView:
         """The document once anchored; ChainUnavailableError if that takes over ``timeout`` s."""
@@ -502,7 +508,21 @@ class NotaryService:
         """
         async with self.sessions() as s:
             row, _ = await self._visible(s, who, doc_id)
-        return await self._receipt_of(row, tree_size)
+        return await self._receipt_of(self._settled(row), tree_size)
+
+    def _settled(self, row: Document) -> Document:
+        """``row`` as it reads once the anchorer's write under way lands: a detached copy
+        saying ``anchored`` if its entry is signed and only that record is pending (an
+        upload answered with the receipt already), else ``row`` itself."""
+        anchored = self.anchorer.anchored(row.id) if row.status == "anchoring" else None
+        if anchored is None:
+            return row
+        copy = Document(**{a.key: getattr(row, a.key) for a in sa_inspect(Document).column_attrs})
+        copy.status = "anchored"
+        copy.leaf_index = anchored.leaf_index
+        copy.block_height = anchored.block_height
+        copy.anchored_at = anchored.anchored_at
+        return copy
 
     async def _receipt_of(self, row: Document, tree_size: int | None) -> Receipt:
         doc_id = row.id
@@ -575,7 +595,7 @@ class NotaryService:
             await self._check_content(s, who, row, granted, case_ref)
         if row.manifest is None:
             raise errors.NotAnchoredError(f"document {doc_id} is still being stored")
-        return _view(row), from_dict(json.loads(row.manifest))
+        return _view(self._settled(row)), from_dict(json.loads(row.manifest))
 
     async def pending(self) -> list[tuple[str, bytes]]:
         """Documents stored but not yet anchored: (id, entry), oldest first."""

@@ -233,9 +233,7 @@ async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_
 
         uploads = [asyncio.ensure_future(upload(b)) for b in bodies]
         async with asyncio.timeout(30):  # a batch submitted, its commit awaited: kill now
-            while True:
-                if notary.worker._tasks:
-                    break
+            while not (notary.worker._tasks and chain._calls):
                 await asyncio.sleep(0.001)
         os.kill(killed, signal.SIGKILL)
         answers = await asyncio.gather(*uploads)
@@ -245,6 +243,61 @@ async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_
             digest = DocumentDigest(hashlib.sha256(body).digest())
             verdict = verify_receipt(digest, parse_receipt(json.dumps(answer["receipt"])), trust)
             assert verdict.valid, verdict
+
+
+async def _row_status(notary: Notary, doc_id: str) -> str | None:
+    async with notary.service.sessions() as s:
+        row = await s.get(Document, doc_id)
+        return None if row is None else row.status
+
+
+async def test_an_upload_answers_before_its_anchored_record_and_reads_agree(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The receipt is sent once the entry is signed and the row durably says anchoring;
+    the row's own "anchored" write lands after (held here), and reads meanwhile say what
+    the upload said. A failed record write is retried until it lands."""
+    await migrate(sqlite_url)
+    async with running(settings_for(tmp_path, sqlite_url)) as (notary, url):
+        writer = notary.service.writer
+        original = writer.update
+        release, held, failures = asyncio.Event(), [], [1]
+
+        async def update(model, key, values):  # type: ignore[no-untyped-def]
+            if values.get("status") == "anchored":
+                held.append(key)
+                await release.wait()
+                if failures:  # the database refuses the first record: it must come again
+                    failures.pop()
+                    raise OSError("index write failed (injected)")
+            await original(model, key, values)
+
+        writer.update = update  # type: ignore[method-assign]
+        async with aiohttp.ClientSession() as http:
+            api = Api(notary, url, http)
+            status, body = await api.upload(b"allotment notice", kind="filing", wait="true")
+            assert status == 201, body
+            doc_id = body["document"]["id"]
+            assert held == [doc_id] and not release.is_set()
+            assert await _row_status(notary, doc_id) == "anchoring"  # not recorded yet
+            status, seen, _ = await api.get(f"/v1/documents/{doc_id}")
+            view = json.loads(seen)
+            assert status == 200 and view["status"] == "anchored"
+            assert view["leaf_index"] == body["receipt"]["leaf_index"]
+            status, versions, _ = await api.get(f"/v1/documents/{doc_id}/versions")
+            assert [v["status"] for v in json.loads(versions)["versions"]] == ["anchored"]
+            status, receipt, _ = await api.get(f"/v1/documents/{doc_id}/receipt")
+            assert status == 200
+            assert json.loads(receipt)["leaf_index"] == body["receipt"]["leaf_index"]
+
+            release.set()  # the first record fails, the entry is resubmitted, recorded
+            async with asyncio.timeout(30):
+                while await _row_status(notary, doc_id) != "anchored":
+                    await asyncio.sleep(0.02)
+            assert held == [doc_id, doc_id] and not failures
+            assert notary.worker.anchored(doc_id) is None
+            status, seen, _ = await api.get(f"/v1/documents/{doc_id}")
+            assert json.loads(seen)["leaf_index"] == body["receipt"]["leaf_index"]
 
 
 def _admin():  # type: ignore[no-untyped-def]
