@@ -31,6 +31,11 @@ def alembic_config() -> Config:
     return cfg
 
 
+# Key of a pooled SQLite connection's info: set by a user who committed everything on it
+# (nothing is left to roll back) just before handing it back.
+CLEAN_KEY = "notary.clean"
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``.
 
@@ -45,7 +50,10 @@ def create_engine(url: str) -> AsyncEngine:
     if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if sqlite:
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+        # The rollback on return is done by _reset below (skipped after a clean commit).
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=120, pool_reset_on_return=None
+        )
     else:
         engine = create_async_engine(url, pool_pre_ping=True)
     if sqlite:
@@ -58,6 +66,16 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _reset(dbapi_conn, record, state):  # type: ignore[no-untyped-def]
+            # The pool's rollback on return, except for a connection handed back by one
+            # who just committed on it and said so (CLEAN_KEY): through aiosqlite every
+            # rollback is a trip to the connection's thread, which under load takes
+            # milliseconds, and the index writer's one-trip commits are many.
+            clean = record.info.pop(CLEAN_KEY, False)
+            if state.asyncio_safe and not state.transaction_was_reset and not clean:
+                dbapi_conn.rollback()
 
     return engine
 

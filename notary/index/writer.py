@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import Engine, StaticPool, Table, bindparam, create_engine, inse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert, Update
 
+from notary.index.db import CLEAN_KEY
 from notary.index.models import Base
 
 # Statement shape: (kind, table name, sorted column names).
@@ -100,25 +101,38 @@ class IndexWriter:
             batch = self._queue[: self._max_batch]
             del self._queue[: len(batch)]
             batch = [w for w in batch if not w.done.done()]  # drop cancelled writers
-            if not batch:
-                continue
-            try:
-                await self._commit(batch)
-            except Exception:
-                # Isolate the culprit: each write alone, with its own outcome.
-                for w in batch:
-                    try:
-                        await self._commit([w])
-                    except Exception as e:
-                        if not w.done.done():
-                            w.done.set_exception(e)
-                    else:
-                        _resolve(w)
-            else:
-                for w in batch:
+            if batch:
+                await self._flush_batch(batch)
+
+    async def _flush_batch(self, batch: list[_Write]) -> None:
+        committed = False
+
+        def on_committed() -> None:
+            nonlocal committed
+            committed = True
+            for w in batch:
+                _resolve(w)
+
+        try:
+            await self._commit(batch, on_committed)
+        except Exception:
+            if committed:  # only handing the connection back failed: the writes are in
+                return
+            # Isolate the culprit: each write alone, with its own outcome.
+            for w in batch:
+                try:
+                    await self._commit([w])
+                except Exception as e:
+                    if not w.done.done():
+                        w.done.set_exception(e)
+                else:
                     _resolve(w)
 
-    async def _commit(self, batch: list[_Write]) -> None:
+    async def _commit(
+        self, batch: list[_Write], on_committed: Callable[[], object] | None = None
+    ) -> None:
+        """Commit ``batch`` in one transaction; ``on_committed`` is called as soon as it is
+        (before the connection goes back to the pool)."""
         groups: dict[_Shape, list[_Write]] = {}
         for w in batch:
             groups.setdefault(w.shape, []).append(w)
@@ -127,13 +141,21 @@ class IndexWriter:
             for shape, writes in groups.items()
         ]
         if self._one_trip is not None:
-            await self._one_trip.run(statements)
+            await self._one_trip.run(statements, self._committed(on_committed))
         else:
             async with self._sessions.begin() as s:
                 conn = await s.connection()
                 for statement, params in statements:
                     await conn.execute(statement, params)
-        self.commits += 1
+            self._committed(on_committed)()
+
+    def _committed(self, then: Callable[[], object] | None) -> Callable[[], None]:
+        def committed() -> None:
+            self.commits += 1
+            if then is not None:
+                then()
+
+        return committed
 
     def _statement(self, shape: _Shape, table: Table) -> Insert | Update:
         stmt = self._statements.get(shape)
@@ -185,11 +207,16 @@ class _OneTrip:
             return cls(bind)
         return None
 
-    async def run(self, statements: _Statements) -> None:
+    async def run(self, statements: _Statements, committed: Callable[[], None]) -> None:
+        """Execute and commit ``statements``; call ``committed`` once that is done. The
+        connection goes back marked clean, so the pool does not roll it back (a trip)."""
         async with self._engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
             # aiosqlite runs ``fn`` on the connection's thread (its own execute does the same).
             await driver._execute(self._run, driver._conn, statements)  # type: ignore[union-attr]
+            raw.info[CLEAN_KEY] = True  # committed: no rollback on return (notary.index.db)
+            committed()
 
     def _run(self, dbapi: object, statements: _Statements) -> None:
         if self._sync is None or self._sync[0] is not dbapi:  # a new connection: new engine

@@ -137,3 +137,40 @@ async def test_on_sqlite_a_transaction_is_one_trip_and_reads_back_as_written(
     # The connection is usable by everything else afterwards.
     await writer.insert(Document, _row("d2"))
     assert await _statuses(sessions) == {"d1": "anchored", "d2": "storing"}
+
+
+async def test_sqlite_connections_are_rolled_back_on_return_unless_committed_clean(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The pool's rollback on return is skipped only after the writer's own commits; a
+    connection handed back mid-transaction is still rolled back."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL keeps the pool's own reset
+    rollbacks = 0
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+    original = driver.rollback
+
+    async def counted() -> None:
+        nonlocal rollbacks
+        rollbacks += 1
+        await original()
+
+    driver.rollback = counted  # the pool's single connection: every return goes here
+    writer = IndexWriter(sessions)
+    await asyncio.gather(*(writer.insert(Document, _row(f"w{i}")) for i in range(5)))
+    assert rollbacks == 0  # committed in the trip: nothing to roll back on return
+
+    async with engine.connect() as conn:  # left mid-transaction by its user
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute(
+            "INSERT INTO documents (id, org, kind, chain_root, version, status, salt, "
+            "created_at) VALUES ('half', 'o', 'filing', 'half', 1, 'storing', x'00', '2026')"
+        )
+    assert rollbacks == 1
+    assert "half" not in await _statuses(sessions)
+    before = rollbacks
+    await writer.insert(Document, _row("after"))  # and the connection works on
+    assert rollbacks == before
+    assert "after" in await _statuses(sessions)
