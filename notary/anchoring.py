@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chain.errors import ChainError
 from chain.merkle import leaf_hash
 from chain.node.client import LedgerClientProtocol as Ledger
 from notary.index.models import CustodyEvent, Document
@@ -174,6 +173,11 @@ class AnchorWorker:
     async def _run(self) -> None:
         while True:
             batch = await self._next_batch()
+            if isinstance(self._ledger, ProcessChain):
+                # One trip submits the batch and waits for it; the next batch need not
+                # wait for this one's submission to be acknowledged.
+                self._spawn(self._watch(batch, submit=True))
+                continue
             while True:
                 try:
                     await self._ledger.submit([q.entry for q in batch])
@@ -183,29 +187,40 @@ class AnchorWorker:
                 except Exception as e:  # busy or unreachable: keep the batch, try again
                     log.warning("ledger submission of %d entries failed: %s", len(batch), e)
                     await asyncio.sleep(self._retry_delay)
-            task = asyncio.create_task(self._watch(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._watch(batch))
 
-    async def _watch(self, batch: list[_Queued]) -> None:
-        """Wait for each entry of a submitted batch to be committed and signed, record
-        it, wake its waiter; resubmit the ones that are not."""
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, batch: list[_Queued], *, submit: bool = False) -> None:
+        """Wait for each entry of a batch (submitted already, or here with ``submit``) to
+        be committed and signed, record it, wake its waiter; resubmit the ones that are
+        not (after ``retry_delay``: the ledger may be busy or restarting)."""
         outcomes = await wait_signed(
             self._ledger,
             [leaf_hash(q.entry) for q in batch],
             self._commit_timeout,
             prove=[q.key in self._waiters for q in batch],  # someone wants a receipt
+            submit=[q.entry for q in batch] if submit else (),
         )
         done: list[tuple[_Queued, Covered]] = []
+        failed: list[tuple[_Queued, BaseException]] = []
         for queued, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome
             if isinstance(outcome, BaseException):
-                log.warning("%s %s not committed yet (%s); resubmitting", *queued.key, outcome)
-                self._queue.put_nowait(queued)
+                failed.append((queued, outcome))
             else:
                 done.append((queued, outcome))
+        if failed:
+            log.warning("%d entries not anchored yet (%s); resubmitting", len(failed), failed[0][1])
         await asyncio.gather(*(self._record(queued, info) for queued, info in done))
+        if failed:
+            await asyncio.sleep(self._retry_delay)
+            for queued, _ in failed:
+                self._queue.put_nowait(queued)
 
     async def _record(self, queued: _Queued, covered: Covered) -> None:
         key = queued.key
@@ -261,19 +276,25 @@ class AnchorWorker:
 
 
 async def wait_signed(
-    ledger: Ledger, entry_hashes: Sequence[bytes], timeout: float, prove: Sequence[bool] = ()
+    ledger: Ledger,
+    entry_hashes: Sequence[bytes],
+    timeout: float,
+    prove: Sequence[bool] = (),
+    submit: Sequence[bytes] = (),
 ) -> list[Covered | BaseException]:
     """For each entry, once committed and covered by a signed checkpoint: where it
     landed, or the error. ("Anchored" means a receipt can be issued: the checkpoint
     covering the entry carries enough validator signatures; they are gathered after the
     commit.) The embedded validators also give the checkpoint and the inclusion proof of
-    the entries ``prove`` marks, computed on their loop in the same trip."""
+    the entries ``prove`` marks, computed on their loop in the same trip; ``submit``: the
+    entries to submit first, in that trip too (only for them)."""
     if isinstance(ledger, ProcessChain):  # the embedded validators: one trip for the batch
         marks = list(prove) or [False] * len(entry_hashes)
         try:
-            return await ledger.wait_signed(entry_hashes, timeout, marks)
-        except ChainError as e:  # the call itself failed (their process died, say)
+            return await ledger.wait_signed(entry_hashes, timeout, marks, submit)
+        except Exception as e:  # the call itself failed (their process died, busy, ...)
             return [e] * len(entry_hashes)
+    assert not submit, "only the embedded validators submit and wait in one call"
 
     async def one(entry_hash: bytes) -> Covered:
         info = await ledger.wait_committed(entry_hash, timeout)

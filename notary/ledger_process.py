@@ -291,13 +291,20 @@ class ProcessChain:
         return await self._call("latest_with_proof", leaf_index)  # type: ignore[no-any-return]
 
     async def wait_signed(
-        self, entry_hashes: Sequence[bytes], timeout: float, prove: Sequence[bool]
+        self,
+        entry_hashes: Sequence[bytes],
+        timeout: float,
+        prove: Sequence[bool],
+        submit: Sequence[bytes] = (),
     ) -> list[Covered | BaseException]:
         """For each entry, once it is committed and a checkpoint covering it is signed
         (of its tree size or larger): where it landed, with that checkpoint and the
         entry's inclusion proof where ``prove`` says so; or the error (e.g.
-        CommitTimeoutError). One round trip for the whole batch."""
-        return await self._call("wait_signed", list(entry_hashes), timeout, list(prove))  # type: ignore[no-any-return]
+        CommitTimeoutError). One round trip for the whole batch, which first submits the
+        entries ``submit`` holds, if any (the whole call fails if that submission does)."""
+        return await self._call(  # type: ignore[no-any-return]
+            "wait_signed", list(entry_hashes), timeout, list(prove), list(submit)
+        )
 
     async def checkpoint(self, tree_size: int, timeout: float = 0.0) -> str:
         """The committed checkpoint of exactly ``tree_size`` (waiting up to ``timeout``)."""
@@ -400,9 +407,11 @@ class _Operations:
         return note, await self.chain.inclusion_proof(size, leaf_index=leaf_index)
 
     async def wait_signed(
-        self, entry_hashes: list[bytes], timeout: float, prove: list[bool]
+        self, entry_hashes: list[bytes], timeout: float, prove: list[bool], submit: list[bytes]
     ) -> list[Covered | BaseException]:
         chain = self.chain
+        if submit:
+            await chain.submit(submit)
         sizes: dict[str, int] = {}  # note -> its tree size (the entries of a block share one)
 
         async def one(entry_hash: bytes, want_proof: bool) -> Covered:
