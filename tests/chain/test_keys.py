@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import pickle
@@ -64,6 +65,33 @@ def test_sign_and_verify() -> None:
     assert not verify_signature(signer.public_key, b"hello", flipped)
     other = Signer.from_seed("v1", bytes(32))
     assert not verify_signature(other.public_key, b"hello", sig)
+
+
+def test_small_order_key_forgery_is_rejected() -> None:
+    """With the small-order public key 01 00..00 and R = that point, S = 0, the RFC 8032
+    cofactorless equation holds for every message; OpenSSL's verifier accepts it, ours
+    must not (a validator registered with such a key would sign for anyone)."""
+    identity = bytes([1]) + bytes(31)
+    forged = identity + bytes(32)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    openssl = Ed25519PublicKey.from_public_bytes(identity)
+    openssl.verify(forged, b"any checkpoint at all")  # accepted there: the attack is real
+    for message in (b"any checkpoint at all", b"another one"):
+        assert not verify_signature(identity, message, forged)
+
+
+def test_every_signature_of_honest_keys_verifies_as_openssl_says() -> None:
+    """Strictness only removes crafted cases: for real keys, libsodium and OpenSSL agree."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    for i in range(50):
+        signer = Signer.from_seed("v1", hashlib.sha256(b"seed %d" % i).digest())
+        message = b"message %d" % i
+        sig = signer.sign(message)
+        Ed25519PublicKey.from_public_bytes(signer.public_key).verify(sig, message)
+        assert verify_signature(signer.public_key, message, sig)
+        assert not verify_signature(signer.public_key, message + b"!", sig)
 
 
 @pytest.mark.parametrize(
