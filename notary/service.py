@@ -195,6 +195,11 @@ async def limit_body(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[
         yield chunk
 
 
+# Seconds an upload may take to store before its row is written as "storing" (so that a
+# crash past this point leaves a row by which its fragments are found and removed).
+STORING_ROW_AFTER = 0.5
+
+
 class NotaryService:
     """Document flows over storage, the index and the anchorer."""
 
@@ -224,6 +229,8 @@ class NotaryService:
         self.max_upload_bytes = max_upload_bytes
         self._clock = clock
         self._random = random_bytes
+        # A first version still being stored after this long gets its "storing" row.
+        self.storing_row_after = STORING_ROW_AFTER
 
     # ---------------------------------------------------------------- upload
 
@@ -291,7 +298,20 @@ class NotaryService:
         and, if ``wait``, the anchorer's future for it (taken before the entry is queued)."""
         doc_id = self._random(16).hex()
         salt = self._random(32)
-        row, inserted = await self._insert_storing(who, meta, doc_id, salt)
+        # A first version's row is inserted lazily (unless a hook writes to it): only if
+        # storing takes over ``storing_row_after`` s, as "storing"; otherwise once stored,
+        # as "anchoring" in one write (one row write less per upload).
+        row, inserted, insert_columns = await self._insert_storing(
+            who, meta, doc_id, salt, lazy=on_stored is None
+        )
+        timer: asyncio.TimerHandle | None = None
+        if inserted is None:
+
+            def insert_storing() -> None:
+                nonlocal inserted
+                inserted = asyncio.ensure_future(self.writer.insert(Document, insert_columns))
+
+            timer = asyncio.get_running_loop().call_later(self.storing_row_after, insert_storing)
         # The entry of a plain document goes to the ledger as soon as its digest is known,
         # while fragments and rows are still being written; the anchorer records its
         # commit only once ``recorded`` (the row says "anchoring") is done, and nothing
@@ -309,17 +329,23 @@ class NotaryService:
         early = on_stored is None and not must_seal(meta)
         try:
             try:
-                # A first version's row is written while the body streams in (it cannot
-                # be refused); both must be durable before the upload moves on.
+                # A row being inserted meanwhile cannot be refused (a first version's);
+                # both must be durable before the upload moves on.
                 manifest, size, sha256 = await self._store(
                     doc_id, meta, body, digest_known if early else None
                 )
             except BaseException:
-                await asyncio.gather(inserted, return_exceptions=True)
-                await self._forget(doc_id)
+                if timer is not None:
+                    timer.cancel()
+                if inserted is not None:
+                    await asyncio.gather(inserted, return_exceptions=True)
+                    await self._forget(doc_id)
                 raise
+            if timer is not None:
+                timer.cancel()
             try:
-                await inserted
+                if inserted is not None:
+                    await inserted
             except BaseException:
                 with contextlib.suppress(StorageError):  # invisible without a row
                     await self.store.delete(manifest)
@@ -343,7 +369,10 @@ class NotaryService:
                     if queued is None:  # sealed: the plaintext's digest came with the manifest
                         anchoring = self.anchorer.wait_anchored(doc_id) if wait else None
                         self.anchorer.enqueue(doc_id, stored["entry"], after=recorded)
-                    await self.writer.update(Document, doc_id, stored)
+                    if inserted is None:  # stored quickly: the row, complete, in one write
+                        await self.writer.insert(Document, {**insert_columns, **stored})
+                    else:
+                        await self.writer.update(Document, doc_id, stored)
                     recorded.set_result(None)
                 else:
                     stored = await on_stored(doc_id, manifest, columns)
@@ -360,11 +389,13 @@ class NotaryService:
         return row, anchoring
 
     async def _insert_storing(
-        self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes
-    ) -> tuple[Document, asyncio.Future[None]]:
-        """Insert the document's row as ``storing``; return it (not attached to a session)
-        and the insert's completion (already done, except for a first version, whose row
-        goes through the group committer while the caller goes on)."""
+        self, who: Principal, meta: UploadMetadata, doc_id: str, salt: bytes, *, lazy: bool
+    ) -> tuple[Document, asyncio.Future[None] | None, dict[str, Any]]:
+        """Insert the document's row as ``storing``; return it (not attached to a session),
+        the insert's completion (already done, except for a first version, whose row goes
+        through the group committer while the caller goes on; None for a first version
+        when ``lazy``: nothing is written, the caller inserts ``columns`` when it must)
+        and its columns."""
         if not may_upload(who):
             raise errors.ForbiddenError(f"the role {who.role} may not upload documents")
         columns: dict[str, object] = {
@@ -385,7 +416,10 @@ class NotaryService:
         if meta.supersedes is None:
             # A first version: no reads, no constraint another upload could race for;
             # the row shares a transaction with the other uploads of the moment.
-            return Document(**columns), asyncio.ensure_future(self.writer.insert(Document, columns))
+            if lazy:
+                return Document(**columns), None, columns
+            insert = asyncio.ensure_future(self.writer.insert(Document, columns))
+            return Document(**columns), insert, columns
         async with self.sessions.begin() as s:
             prior, granted = await self._visible(s, who, meta.supersedes)
             if not granted.owner:
@@ -403,7 +437,7 @@ class NotaryService:
                 ) from None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
-        return Document(**columns), done
+        return Document(**columns), done, columns
 
     async def _store(
         self,

@@ -245,6 +245,11 @@ async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_
             assert verdict.valid, verdict
 
 
+async def _statuses(notary: Notary) -> list[str]:
+    async with notary.service.sessions() as s:
+        return list((await s.execute(select(Document.status))).scalars().all())
+
+
 async def _row_status(notary: Notary, doc_id: str) -> str | None:
     async with notary.service.sessions() as s:
         row = await s.get(Document, doc_id)
@@ -298,6 +303,51 @@ async def test_an_upload_answers_before_its_anchored_record_and_reads_agree(
             assert notary.worker.anchored(doc_id) is None
             status, seen, _ = await api.get(f"/v1/documents/{doc_id}")
             assert json.loads(seen)["leaf_index"] == body["receipt"]["leaf_index"]
+
+
+async def test_a_quick_upload_writes_its_row_once_a_slow_one_shows_storing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A document stored within storing_row_after gets its row in one insert, already
+    "anchoring"; one still streaming after that has a "storing" row meanwhile."""
+    await migrate(sqlite_url)
+    async with running(settings_for(tmp_path, sqlite_url)) as (notary, url):
+        service = notary.service
+        inserted: list[str] = []
+        original = service.writer.insert
+
+        async def insert(model, values):  # type: ignore[no-untyped-def]
+            inserted.append(values["status"])
+            await original(model, values)
+
+        service.writer.insert = insert  # type: ignore[method-assign]
+        async with aiohttp.ClientSession() as http:
+            api = Api(notary, url, http)
+            status, body = await api.upload(b"quick filing", kind="filing", wait="true")
+            assert status == 201, body
+            assert inserted == ["anchoring"]
+
+            service.storing_row_after = 0.05
+            more = asyncio.Event()
+
+            async def slow_body():  # type: ignore[no-untyped-def]
+                yield b"first half of a long disclosure, "
+                await more.wait()
+                yield b"and the second half"
+
+            upload = asyncio.ensure_future(
+                http.post(f"{url}/v1/documents", params={"kind": "disclosure"}, data=slow_body())
+            )
+            async with asyncio.timeout(30):  # the body is half sent: its row says so
+                while "storing" not in await _statuses(notary):
+                    await asyncio.sleep(0.01)
+            assert inserted == ["anchoring", "storing"]
+            more.set()
+            async with await upload as r:
+                assert r.status == 202, await r.text()
+                doc_id = (await r.json())["id"]
+            assert inserted == ["anchoring", "storing"]  # then updated, not inserted again
+            assert await _row_status(notary, doc_id) in ("anchoring", "anchored")
 
 
 def _admin():  # type: ignore[no-untyped-def]
