@@ -261,11 +261,12 @@ class AnchorWorker:
                 await self._writer.update(CustodyEvent, int(ident), values)
             else:
                 await self._writer.update(Document, ident, values)
-        except Exception as e:  # the index is unreachable: submit again (idempotent), later
+        except Exception as e:  # the index is unreachable: submit again (idempotent), later;
+            # readers go on seeing the facts meanwhile
             log.warning("recording the commit of %s %s failed: %s; resubmitting", *key, e)
             await asyncio.sleep(self._retry_delay)
             self._queue.put_nowait(queued)
-        finally:
+        else:
             self._unrecorded.pop(key, None)
 
     def anchored(self, doc_id: str) -> Anchored | None:

@@ -9,8 +9,9 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -232,9 +233,8 @@ async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_
                 return await r.json()  # type: ignore[no-any-return]
 
         uploads = [asyncio.ensure_future(upload(b)) for b in bodies]
-        async with asyncio.timeout(30):  # a batch submitted, its commit awaited: kill now
-            while not (notary.worker._tasks and chain._calls):
-                await asyncio.sleep(0.001)
+        # A batch submitted, its commit awaited: kill now.
+        await _until(lambda: bool(notary.worker._tasks and chain._calls), interval=0.001)
         os.kill(killed, signal.SIGKILL)
         answers = await asyncio.gather(*uploads)
         assert chain.pid not in (None, killed)  # restarted
@@ -243,6 +243,25 @@ async def test_uploads_get_receipts_when_the_validators_process_is_killed_while_
             digest = DocumentDigest(hashlib.sha256(body).digest())
             verdict = verify_receipt(digest, parse_receipt(json.dumps(answer["receipt"])), trust)
             assert verdict.valid, verdict
+
+
+async def _until(condition: Callable[[], bool], interval: float = 0.01) -> None:
+    """Poll ``condition`` (state of a worker or a child process: no event to wait on)."""
+    async with asyncio.timeout(30):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(interval)
+
+
+async def _until_async(read: Callable[[], Awaitable[Any]], want: Any) -> None:
+    """Poll ``read()`` (the index) until it returns ``want`` (or ``want(value)`` holds)."""
+    async with asyncio.timeout(30):
+        while True:
+            got = await read()
+            if want(got) if callable(want) else got == want:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def _statuses(notary: Notary) -> list[str]:
@@ -296,9 +315,7 @@ async def test_an_upload_answers_before_its_anchored_record_and_reads_agree(
             assert json.loads(receipt)["leaf_index"] == body["receipt"]["leaf_index"]
 
             release.set()  # the first record fails, the entry is resubmitted, recorded
-            async with asyncio.timeout(30):
-                while await _row_status(notary, doc_id) != "anchored":
-                    await asyncio.sleep(0.02)
+            await _until_async(lambda: _row_status(notary, doc_id), "anchored")
             assert held == [doc_id, doc_id] and not failures
             assert notary.worker.anchored(doc_id) is None
             status, seen, _ = await api.get(f"/v1/documents/{doc_id}")
@@ -338,9 +355,8 @@ async def test_a_quick_upload_writes_its_row_once_a_slow_one_shows_storing(
             upload = asyncio.ensure_future(
                 http.post(f"{url}/v1/documents", params={"kind": "disclosure"}, data=slow_body())
             )
-            async with asyncio.timeout(30):  # the body is half sent: its row says so
-                while "storing" not in await _statuses(notary):
-                    await asyncio.sleep(0.01)
+            # The body is half sent: its row says so.
+            await _until_async(lambda: _statuses(notary), lambda got: "storing" in got)
             assert inserted == ["anchoring", "storing"]
             more.set()
             async with await upload as r:
