@@ -140,22 +140,20 @@ class IndexWriter:
             (self._statement(shape, writes[0].table), [w.params() for w in writes])
             for shape, writes in groups.items()
         ]
+
+        def committed() -> None:
+            self.commits += 1
+            if on_committed is not None:
+                on_committed()
+
         if self._one_trip is not None:
-            await self._one_trip.run(statements, self._committed(on_committed))
+            await self._one_trip.run(statements, committed)
         else:
             async with self._sessions.begin() as s:
                 conn = await s.connection()
                 for statement, params in statements:
                     await conn.execute(statement, params)
-            self._committed(on_committed)()
-
-    def _committed(self, then: Callable[[], object] | None) -> Callable[[], None]:
-        def committed() -> None:
-            self.commits += 1
-            if then is not None:
-                then()
-
-        return committed
+            committed()
 
     def _statement(self, shape: _Shape, table: Table) -> Insert | Update:
         stmt = self._statements.get(shape)
